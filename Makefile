@@ -1,0 +1,89 @@
+# little-key-value build. `make` builds build/little-key-value; see README for the rest.
+
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O2
+SAN     ?=
+PYTHON  ?= /usr/bin/python3
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Werror
+CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -pthread $(WARN) $(SAN) \
+           -Isrc -DLKV_VERSION='"$(VERSION)"' $(EXTRA_CFLAGS)
+LDFLAGS := -pthread $(SAN) $(EXTRA_LDFLAGS)
+MHD_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
+
+LIB_SRC := $(filter-out src/main.c,$(shell find src -name '*.c' | sort))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+BIN     := $(BUILD)/little-key-value
+
+.PHONY: all setup run test test-only unit integration crash sanitize tsan fuzz bench clean format torture
+
+all: $(BIN)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/liblkv.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(BUILD)/obj/src/main.o $(BUILD)/liblkv.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(MHD_LIBS) -lm
+
+# Unit tests link against the archive, so each pulls in only the modules it uses.
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/liblkv.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit $< -o $@ $(LDFLAGS) $(BUILD)/liblkv.a -lcriterion $(MHD_LIBS) -lm
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	@$(MAKE) --no-print-directory all
+	./$(BIN) --port 8080 --working-dir ./data
+
+test: setup
+	@$(MAKE) --no-print-directory test-only
+
+test-only: unit integration crash
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t --jobs 2; done
+
+integration: $(BIN)
+	LKV_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+crash: $(BIN)
+	LKV_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/crash
+
+sanitize: setup
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
+	  test-only
+
+tsan: setup
+	@$(MAKE) --no-print-directory BUILD=build/tsan OPT=-O1 SAN="-fsanitize=thread" test-only
+
+fuzz:
+	@bash scripts/setup.sh --with-fuzz
+	@bash tests/fuzz/run.sh
+
+bench:
+	@bash scripts/setup.sh --with-bench
+	@$(MAKE) --no-print-directory all
+	@bash bench/run.sh
+
+torture: $(BIN)
+	LKV_BIN=$(abspath $(BIN)) $(PYTHON) tests/crash/torture.py
+
+format:
+	clang-format -i $$(find src tests -name '*.[ch]')
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
