@@ -1,0 +1,221 @@
+#include "config.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum opt_kind { OPT_STR, OPT_UINT, OPT_SIZE, OPT_FLAG };
+
+struct opt {
+    const char *name;   /* without the leading "--" */
+    enum opt_kind kind;
+    size_t offset;      /* into struct config */
+    size_t str_cap;     /* OPT_STR: size of the char array */
+    uint64_t min, max;  /* OPT_UINT/OPT_SIZE bounds, inclusive */
+    const char *def;    /* default, parsed like a flag value */
+    const char *help;
+};
+
+#define STR(field, def, help)                                                \
+    {#field, OPT_STR, offsetof(struct config, field),                        \
+     sizeof(((struct config *)0)->field), 0, 0, def, help}
+#define NUM(name, kind, field, lo, hi, def, help)                            \
+    {name, kind, offsetof(struct config, field), 0, lo, hi, def, help}
+
+static const struct opt opts[] = {
+    NUM("port", OPT_UINT, port, 1, 65535, "8080", "TCP port to listen on (env ADDR=host:port)"),
+    STR(bind, "0.0.0.0", "IPv4 or IPv6 address to listen on"),
+    {"working-dir", OPT_STR, offsetof(struct config, data_dir),
+     sizeof(((struct config *)0)->data_dir), 0, 0, "./data",
+     "directory for all durable state, created if missing (env DATA_DIR)"},
+    STR(peers, "", "cluster members, comma-separated (env PEERS); not supported yet"),
+    NUM("threads", OPT_UINT, threads, 0, 256, "0", "HTTP worker threads, 0 = one per core"),
+    NUM("max-connections", OPT_UINT, max_connections, 16, 1000000, "16000",
+        "concurrent connections (bounded by the open-files limit)"),
+    NUM("max-key-bytes", OPT_SIZE, max_key_bytes, 1, 65536, "1024", "longest key, in bytes"),
+    NUM("max-value-bytes", OPT_SIZE, max_value_bytes, 1, (uint64_t)1 << 30, "10m",
+        "largest value, in bytes (k/m/g suffixes)"),
+    NUM("max-header-bytes", OPT_SIZE, max_header_bytes, 1024, 1 << 20, "8k",
+        "total size of a request's headers"),
+    NUM("idle-timeout", OPT_UINT, idle_timeout_s, 1, 86400, "60",
+        "seconds an idle keep-alive connection stays open"),
+    NUM("request-timeout", OPT_UINT, request_timeout_s, 1, 3600, "10",
+        "seconds a client has to send a whole request"),
+    NUM("shutdown-timeout", OPT_UINT, shutdown_timeout_s, 0, 3600, "15",
+        "seconds to let in-flight requests finish on SIGTERM"),
+    NUM("checkpoint-bytes", OPT_SIZE, checkpoint_bytes, 4096, (uint64_t)1 << 40, "64m",
+        "log bytes since the last checkpoint that trigger a new one"),
+    NUM("max-memory", OPT_SIZE, max_memory, 0, UINT64_MAX, "0",
+        "key+value bytes after which writes get 507, 0 = unlimited"),
+    STR(log_level, "info", "error, warn, info or debug"),
+    {"help", OPT_FLAG, 0, 0, 0, 0, NULL, "print this help and exit"},
+    {"version", OPT_FLAG, 0, 0, 0, 0, NULL, "print the version and exit"},
+};
+
+#define NOPTS (sizeof opts / sizeof opts[0])
+
+static const struct opt *find_opt(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NOPTS; i++) {
+        if (strlen(opts[i].name) == len && memcmp(opts[i].name, name, len) == 0)
+            return &opts[i];
+    }
+    return NULL;
+}
+
+/* Parses a decimal number with an optional k/m/g (binary) suffix for sizes. */
+static bool parse_number(const char *s, bool sized, uint64_t *out)
+{
+    if (*s < '0' || *s > '9')
+        return false;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0)
+        return false;
+    unsigned shift = 0;
+    if (sized && *end != '\0' && end[1] == '\0') {
+        switch (*end) {
+        case 'k': case 'K': shift = 10; break;
+        case 'm': case 'M': shift = 20; break;
+        case 'g': case 'G': shift = 30; break;
+        default: return false;
+        }
+        end++;
+    }
+    if (*end != '\0' || (shift && v > (UINT64_MAX >> shift)))
+        return false;
+    *out = (uint64_t)v << shift;
+    return true;
+}
+
+static bool set_opt(struct config *c, const struct opt *o, const char *val, char *err,
+                    size_t errlen)
+{
+    char *field = (char *)c + o->offset;
+    if (o->kind == OPT_STR) {
+        if (strlen(val) >= o->str_cap) {
+            snprintf(err, errlen, "--%s: value too long (at most %zu bytes)", o->name,
+                     o->str_cap - 1);
+            return false;
+        }
+        memcpy(field, val, strlen(val) + 1);
+        return true;
+    }
+    uint64_t v;
+    if (!parse_number(val, o->kind == OPT_SIZE, &v) || v < o->min || v > o->max) {
+        snprintf(err, errlen, "--%s: invalid value '%s' (expected %s from %llu to %llu)",
+                 o->name, val, o->kind == OPT_SIZE ? "a size" : "a whole number",
+                 (unsigned long long)o->min, (unsigned long long)o->max);
+        return false;
+    }
+    memcpy(field, &v, sizeof v);
+    return true;
+}
+
+static void print_help(FILE *out)
+{
+    fprintf(out, "usage: little-key-value [options]\n\n"
+                 "A durable HTTP key-value store. Options take '--opt value' or '--opt=value'.\n\n");
+    for (size_t i = 0; i < NOPTS; i++) {
+        char left[48];
+        snprintf(left, sizeof left, "--%s%s", opts[i].name, opts[i].kind == OPT_FLAG ? "" : " V");
+        fprintf(out, "  %-22s %s", left, opts[i].help);
+        if (opts[i].def && opts[i].def[0])
+            fprintf(out, " [%s]", opts[i].def);
+        fputc('\n', out);
+    }
+}
+
+static bool apply_env(struct config *c, config_getenv_fn getenv_fn, char *err, size_t errlen)
+{
+    if (!getenv_fn)
+        return true;
+    const char *addr = getenv_fn("ADDR");
+    if (addr && *addr) {
+        const char *colon = strrchr(addr, ':');
+        uint64_t port;
+        if (!colon || !parse_number(colon + 1, false, &port) || port < 1 || port > 65535) {
+            snprintf(err, errlen, "ADDR: invalid value '%s' (expected host:port)", addr);
+            return false;
+        }
+        c->port = port;
+    }
+    const char *dir = getenv_fn("DATA_DIR");
+    if (dir && *dir && !set_opt(c, find_opt("working-dir", 11), dir, err, errlen))
+        return false;
+    const char *peers = getenv_fn("PEERS");
+    if (peers && !set_opt(c, find_opt("peers", 5), peers, err, errlen))
+        return false;
+    return true;
+}
+
+enum config_status config_parse(struct config *c, int argc, char *const argv[],
+                                config_getenv_fn getenv_fn, FILE *out, char *err,
+                                size_t errlen)
+{
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < NOPTS; i++) {
+        if (opts[i].def && !set_opt(c, &opts[i], opts[i].def, err, errlen))
+            return CONFIG_ERROR; /* a bad default is a bug; still report it */
+    }
+    if (!apply_env(c, getenv_fn, err, errlen))
+        return CONFIG_ERROR;
+
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
+            snprintf(err, errlen, "unexpected argument '%s' (options start with --)", arg);
+            return CONFIG_ERROR;
+        }
+        const char *name = arg + 2;
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const struct opt *o = find_opt(name, nlen);
+        if (!o) {
+            snprintf(err, errlen, "unknown option '--%.*s' (see --help)", (int)nlen, name);
+            return CONFIG_ERROR;
+        }
+        if (o->kind == OPT_FLAG) {
+            if (eq) {
+                snprintf(err, errlen, "--%s takes no value", o->name);
+                return CONFIG_ERROR;
+            }
+            if (strcmp(o->name, "help") == 0)
+                print_help(out);
+            else
+                fprintf(out, "little-key-value %s\n", LKV_VERSION);
+            return CONFIG_EXIT_OK;
+        }
+        const char *val = eq ? eq + 1 : NULL;
+        if (!val) {
+            if (i + 1 >= argc) {
+                snprintf(err, errlen, "--%s needs a value", o->name);
+                return CONFIG_ERROR;
+            }
+            val = argv[++i];
+        }
+        if (!set_opt(c, o, val, err, errlen))
+            return CONFIG_ERROR;
+    }
+    if (c->peers[0] != '\0') {
+        snprintf(err, errlen, "--peers/PEERS: clustering is not supported yet "
+                              "(got '%s'); run with an empty peer list", c->peers);
+        return CONFIG_ERROR;
+    }
+    static const char *const levels[] = {"error", "warn", "info", "debug"};
+    bool level_ok = false;
+    for (size_t i = 0; i < 4; i++)
+        level_ok = level_ok || strcmp(c->log_level, levels[i]) == 0;
+    if (!level_ok) {
+        snprintf(err, errlen, "--log-level: invalid value '%s' (expected error, warn, info or debug)",
+                 c->log_level);
+        return CONFIG_ERROR;
+    }
+    if (!c->data_dir[0]) {
+        snprintf(err, errlen, "--working-dir: must not be empty");
+        return CONFIG_ERROR;
+    }
+    return CONFIG_OK;
+}

@@ -1,0 +1,561 @@
+#include "http/server.h"
+
+#include "http/respond.h"
+#include "http/route.h"
+#include "stats/stats.h"
+#include "util/err.h"
+#include "util/log.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Bodies of requests refused before their body is read (wrong method, bad
+ * key) are read and dropped when at most this long, so the connection can be
+ * kept alive; longer ones get the error at once and the connection closes. */
+#define DISCARD_BODY_MAX (64 * 1024)
+
+struct http_server {
+    struct http_server_config cfg;
+    struct store *store;
+    struct MHD_Daemon *daemon;
+    int listen_fd;
+    atomic_bool draining;
+    atomic_uint_fast64_t connections;
+    atomic_uint_fast64_t in_flight; /* requests between URI log and completion */
+    time_t started;
+};
+
+enum req_phase { PHASE_HEADERS, PHASE_BODY, PHASE_WAITING };
+
+/* One request, from its request line to its completion callback. Lives in
+ * MHD's per-request context pointer. */
+struct req {
+    struct http_server *srv;
+    struct MHD_Connection *conn;
+    uint64_t start_ns;
+    enum req_phase phase;
+    struct http_route route;
+    enum stats_route stats_route;
+    int error;               /* an enum resp_id to answer with, or -1 */
+    bool chunked;            /* body length unknown until it ends */
+    uint64_t body_len;       /* bytes received so far */
+    uint64_t content_length; /* declared length when !chunked */
+    struct kv_entry *entry;  /* PUT: value being filled in; owned until submitted */
+    char *chunk_buf;         /* PUT with a chunked body: bytes so far (owned) */
+    size_t chunk_cap;
+    struct store_req sreq;
+    int store_status;        /* written by the store's writer thread before resume */
+    char key[];              /* max_key_bytes, decoded */
+};
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static enum stats_route stats_route_for(const struct http_route *r)
+{
+    if (!r->method_allowed)
+        return ROUTE_OTHER;
+    switch (r->ep) {
+    case EP_KV:
+        switch (r->method) {
+        case HTTP_GET: return ROUTE_KV_GET;
+        case HTTP_HEAD: return ROUTE_KV_HEAD;
+        case HTTP_PUT: return ROUTE_KV_PUT;
+        default: return ROUTE_KV_DELETE;
+        }
+    case EP_CLEAR: return ROUTE_CLEAR;
+    case EP_HEALTH: return ROUTE_HEALTH;
+    case EP_STATS: return ROUTE_STATS;
+    case EP_METRICS: return ROUTE_METRICS;
+    case EP_NOT_FOUND: break;
+    }
+    return ROUTE_OTHER;
+}
+
+/* Queues `resp` with `status` and records the request's statistics. */
+static enum MHD_Result send_response(struct req *r, unsigned status, struct MHD_Response *resp)
+{
+    stats_record_request(r->stats_route, status, (now_ns() - r->start_ns) / 1000);
+    return MHD_queue_response(r->conn, status, resp);
+}
+
+static enum MHD_Result send_fixed(struct req *r, enum resp_id id)
+{
+    unsigned status;
+    struct MHD_Response *resp = respond_get(id, &status);
+    return send_response(r, status, resp);
+}
+
+/* Sends a response built for this request and drops our reference to it. */
+static enum MHD_Result send_built(struct req *r, unsigned status, struct MHD_Response *resp)
+{
+    if (!resp)
+        return MHD_NO; /* out of memory: close the connection */
+    enum MHD_Result rc = send_response(r, status, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
+
+static enum MHD_Result sum_header_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind;
+    size_t *total = cls;
+    *total += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF */
+    return MHD_YES;
+}
+
+static size_t request_header_bytes(struct MHD_Connection *conn)
+{
+    size_t total = 0;
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, sum_header_cb, &total);
+    return total;
+}
+
+/* Reads Content-Length / Transfer-Encoding. MHD has already rejected a
+ * malformed Content-Length with 400. */
+static void read_body_framing(struct req *r)
+{
+    const char *te = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (te && strstr(te, "chunked")) {
+        r->chunked = true;
+        return;
+    }
+    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    r->content_length = cl ? strtoull(cl, NULL, 10) : 0;
+}
+
+/* First call: headers are in, no body byte has been read yet. An error that
+ * must not read the body (too large) is answered now, which makes MHD close
+ * the connection afterwards; others wait for the body to be dropped. */
+static enum MHD_Result on_headers(struct req *r, const char *url, const char *method)
+{
+    struct http_server *srv = r->srv;
+    http_route_parse(http_method_parse(method), url, strlen(url), srv->cfg.max_key_bytes,
+                     r->key, &r->route);
+    r->stats_route = stats_route_for(&r->route);
+    read_body_framing(r);
+    r->phase = PHASE_BODY;
+
+    if (atomic_load(&srv->draining))
+        return send_fixed(r, RESP_UNAVAILABLE);
+    if (request_header_bytes(r->conn) > srv->cfg.max_header_bytes)
+        return send_fixed(r, RESP_HEADERS_TOO_LARGE);
+
+    if (r->route.ep == EP_NOT_FOUND)
+        r->error = RESP_NOT_FOUND;
+    else if (!r->route.method_allowed)
+        r->error = respond_method_not_allowed(r->route.ep);
+    else if (r->route.ep == EP_KV && r->route.key == KEY_EMPTY)
+        r->error = RESP_KEY_EMPTY;
+    else if (r->route.ep == EP_KV && r->route.key == KEY_INVALID)
+        r->error = RESP_INVALID_KEY;
+
+    if (r->error >= 0) {
+        if (r->chunked || r->content_length > DISCARD_BODY_MAX)
+            return send_fixed(r, (enum resp_id)r->error);
+        return MHD_YES;
+    }
+    if (r->route.ep != EP_KV || r->route.method != HTTP_PUT)
+        return MHD_YES;
+    if (!r->chunked && r->content_length > srv->cfg.max_value_bytes)
+        return send_fixed(r, RESP_TOO_LARGE);
+    if (!r->chunked && r->content_length > 0) {
+        r->entry = kv_entry_new(r->key, r->route.klen, (size_t)r->content_length);
+        if (!r->entry)
+            return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+static bool append_chunked(struct req *r, const char *data, size_t len)
+{
+    size_t need = (size_t)r->body_len + len;
+    if (need > r->chunk_cap) {
+        size_t cap = r->chunk_cap ? r->chunk_cap : 4096;
+        while (cap < need)
+            cap *= 2;
+        if (cap > r->srv->cfg.max_value_bytes)
+            cap = r->srv->cfg.max_value_bytes;
+        char *p = realloc(r->chunk_buf, cap);
+        if (!p)
+            return false;
+        r->chunk_buf = p;
+        r->chunk_cap = cap;
+    }
+    memcpy(r->chunk_buf + r->body_len, data, len);
+    return true;
+}
+
+/* A piece of the request body. Bodies of refused requests, and of a chunked
+ * PUT once it passes the limit, are counted and dropped. */
+static enum MHD_Result on_body(struct req *r, const char *data, size_t len)
+{
+    uint64_t elapsed_s = (now_ns() - r->start_ns) / 1000000000u;
+    if (elapsed_s >= r->srv->cfg.request_timeout_s) {
+        LOG_DEBUG("event=request_timeout received=%llu", (unsigned long long)r->body_len);
+        return MHD_NO; /* a request this slow is cut: close the connection */
+    }
+    bool keep = r->error < 0 && r->route.ep == EP_KV && r->route.method == HTTP_PUT;
+    if (keep && r->chunked && r->body_len + len > r->srv->cfg.max_value_bytes) {
+        r->error = RESP_TOO_LARGE;
+        free(r->chunk_buf);
+        r->chunk_buf = NULL;
+        r->chunk_cap = 0;
+        keep = false;
+    }
+    if (keep && r->chunked && !append_chunked(r, data, len))
+        return MHD_NO;
+    if (keep && !r->chunked)
+        memcpy(kv_entry_value_mut(r->entry) + r->body_len, data, len);
+    r->body_len += len;
+    return MHD_YES;
+}
+
+static void store_done_cb(struct store_req *sreq, int status)
+{
+    struct req *r = (struct req *)((char *)sreq - offsetof(struct req, sreq));
+    r->store_status = status;
+    MHD_resume_connection(r->conn);
+}
+
+/* Hands a write to the store. The connection is suspended first: from
+ * store_submit on, the writer thread may resume it at any moment. */
+static enum MHD_Result submit_write(struct req *r, enum store_op op)
+{
+    r->sreq = (struct store_req){.op = op, .done_cb = store_done_cb};
+    if (op == STORE_PUT) {
+        r->sreq.entry = r->entry; /* ownership moves to the store */
+        r->entry = NULL;
+    } else if (op == STORE_DELETE) {
+        r->sreq.key = r->key;
+        r->sreq.klen = r->route.klen;
+    }
+    r->phase = PHASE_WAITING;
+    MHD_suspend_connection(r->conn);
+    store_submit(r->srv->store, &r->sreq);
+    return MHD_YES;
+}
+
+static enum MHD_Result on_put(struct req *r)
+{
+    if (r->body_len == 0)
+        return send_fixed(r, RESP_VALUE_EMPTY);
+    if (r->chunked) {
+        r->entry = kv_entry_new(r->key, r->route.klen, (size_t)r->body_len);
+        if (!r->entry)
+            return MHD_NO;
+        memcpy(kv_entry_value_mut(r->entry), r->chunk_buf, (size_t)r->body_len);
+        free(r->chunk_buf);
+        r->chunk_buf = NULL;
+    }
+    return submit_write(r, STORE_PUT);
+}
+
+static enum MHD_Result on_get(struct req *r)
+{
+    struct kv_entry *e = store_get(r->srv->store, r->key, r->route.klen);
+    if (!e)
+        return send_fixed(r, RESP_KEY_NOT_FOUND);
+    struct MHD_Response *resp = respond_value(e);
+    kv_entry_unref(e); /* the response holds its own reference */
+    return send_built(r, MHD_HTTP_OK, resp);
+}
+
+static enum MHD_Result on_stats(struct req *r, bool prometheus)
+{
+    struct http_server *srv = r->srv;
+    struct stats_gauges g = {0};
+    store_gauges(srv->store, &g);
+    g.uptime_s = (uint64_t)(time(NULL) - srv->started);
+    g.connections = atomic_load(&srv->connections);
+    struct buf b = {0};
+    int rc = prometheus ? stats_render_prometheus(&b, &g) : stats_render_json(&b, &g);
+    if (rc != 0) {
+        buf_free(&b);
+        return MHD_NO;
+    }
+    size_t len;
+    char *body = buf_take(&b, &len);
+    return send_built(r, MHD_HTTP_OK,
+                      respond_owned(body, len,
+                                    prometheus ? "text/plain; version=0.0.4; charset=utf-8"
+                                               : "application/json"));
+}
+
+/* The whole request is in: act on it. */
+static enum MHD_Result on_complete(struct req *r)
+{
+    if (r->error >= 0)
+        return send_fixed(r, (enum resp_id)r->error);
+    switch (r->route.ep) {
+    case EP_KV:
+        switch (r->route.method) {
+        case HTTP_PUT: return on_put(r);
+        case HTTP_DELETE: return submit_write(r, STORE_DELETE);
+        default: return on_get(r);
+        }
+    case EP_CLEAR:
+        return submit_write(r, STORE_CLEAR);
+    case EP_HEALTH:
+        return send_fixed(r, atomic_load(&r->srv->draining) ? RESP_UNAVAILABLE : RESP_OK);
+    case EP_STATS:
+        return on_stats(r, false);
+    case EP_METRICS:
+        return on_stats(r, true);
+    case EP_NOT_FOUND:
+        break;
+    }
+    return send_fixed(r, RESP_NOT_FOUND);
+}
+
+/* The store finished the write and resumed the connection. */
+static enum MHD_Result on_write_done(struct req *r)
+{
+    switch (r->store_status) {
+    case 0: return send_fixed(r, RESP_OK);
+    case LKV_ENOSPC:
+    case LKV_EMEMLIMIT: return send_fixed(r, RESP_NO_SPACE);
+    case LKV_ESHUTDOWN: return send_fixed(r, RESP_UNAVAILABLE);
+    default: return send_fixed(r, RESP_INTERNAL);
+    }
+}
+
+static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version,
+                                 const char *upload_data, size_t *upload_data_size,
+                                 void **con_cls)
+{
+    (void)cls;
+    (void)version;
+    struct req *r = *con_cls;
+    if (!r)
+        return MHD_NO; /* the URI log callback could not allocate */
+    switch (r->phase) {
+    case PHASE_HEADERS:
+        r->conn = conn;
+        return on_headers(r, url, method);
+    case PHASE_BODY:
+        if (*upload_data_size != 0) {
+            enum MHD_Result rc = on_body(r, upload_data, *upload_data_size);
+            *upload_data_size = 0;
+            return rc;
+        }
+        return on_complete(r);
+    case PHASE_WAITING:
+        return on_write_done(r);
+    }
+    return MHD_NO;
+}
+
+/* Called when the request line has arrived: the earliest moment a request
+ * exists, so its clock starts here. The return value becomes *con_cls. */
+static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)uri;
+    struct http_server *srv = cls;
+    struct req *r = calloc(1, sizeof *r + srv->cfg.max_key_bytes);
+    if (!r)
+        return NULL;
+    r->srv = srv;
+    r->conn = conn;
+    r->start_ns = now_ns();
+    r->error = -1;
+    r->stats_route = ROUTE_OTHER;
+    atomic_fetch_add(&srv->in_flight, 1);
+    return r;
+}
+
+static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)conn;
+    (void)toe;
+    struct http_server *srv = cls;
+    struct req *r = *con_cls;
+    *con_cls = NULL;
+    if (!r)
+        return;
+    if (r->entry)
+        kv_entry_unref(r->entry);
+    free(r->chunk_buf);
+    free(r);
+    atomic_fetch_sub(&srv->in_flight, 1);
+}
+
+static void connection_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    (void)conn;
+    (void)socket_context;
+    struct http_server *srv = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+        atomic_fetch_add(&srv->connections, 1);
+    else
+        atomic_fetch_sub(&srv->connections, 1);
+}
+
+/* Keys are percent-decoded by the router, which knows which escapes are
+ * allowed; MHD must hand the path over untouched. */
+static size_t no_unescape_cb(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    return strlen(s);
+}
+
+static void mhd_log_cb(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    if (log_threshold < LOG_LVL_DEBUG)
+        return;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    msg[strcspn(msg, "\n")] = '\0';
+    LOG_DEBUG("event=mhd msg=\"%s\"", msg);
+}
+
+static int open_listener(const struct http_server_config *cfg, bool *ipv6, char *err,
+                         size_t errlen)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    socklen_t slen;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, cfg->bind, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(cfg->port);
+        slen = sizeof *v4;
+        *ipv6 = false;
+    } else if (inet_pton(AF_INET6, cfg->bind, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(cfg->port);
+        slen = sizeof *v6;
+        *ipv6 = true;
+    } else {
+        snprintf(err, errlen, "--bind: '%s' is not an IPv4 or IPv6 address", cfg->bind);
+        return -1;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        goto err_socket;
+    int one = 1;
+    /* A restart on the same port must not wait for TIME_WAIT to expire. */
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(fd, (struct sockaddr *)&ss, slen) != 0 || listen(fd, 4096) != 0)
+        goto err_after_socket;
+    return fd;
+
+err_after_socket:;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+err_socket:
+    snprintf(err, errlen, "cannot listen on %s port %u: %s", cfg->bind, cfg->port,
+             strerror(errno));
+    return -1;
+}
+
+int http_server_start(const struct http_server_config *cfg, struct store *store,
+                      struct http_server **out, char *err, size_t errlen)
+{
+    struct http_server *h = calloc(1, sizeof *h);
+    if (!h) {
+        snprintf(err, errlen, "cannot start the HTTP server: %s", lkv_strerror(LKV_ENOMEM));
+        return LKV_ENOMEM;
+    }
+    h->cfg = *cfg;
+    h->store = store;
+    h->started = time(NULL);
+    if (respond_init() != 0) {
+        snprintf(err, errlen, "cannot start the HTTP server: %s", lkv_strerror(LKV_ENOMEM));
+        goto err_after_alloc;
+    }
+    bool ipv6;
+    h->listen_fd = open_listener(cfg, &ipv6, err, errlen);
+    if (h->listen_fd < 0)
+        goto err_after_responses;
+
+    /* The pool holds the request line and headers plus the reply's headers;
+     * room beyond max_header_bytes lets the server answer 431 itself. */
+    size_t pool = cfg->max_header_bytes + 8192;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ITC | MHD_USE_ERROR_LOG | (ipv6 ? MHD_USE_IPv6 : 0);
+    h->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, access_cb, h,
+        MHD_OPTION_LISTEN_SOCKET, h->listen_fd,
+        MHD_OPTION_THREAD_POOL_SIZE, cfg->threads,
+        MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
+        MHD_OPTION_URI_LOG_CALLBACK, uri_log_cb, h,
+        MHD_OPTION_NOTIFY_COMPLETED, completed_cb, h,
+        MHD_OPTION_NOTIFY_CONNECTION, connection_cb, h,
+        MHD_OPTION_UNESCAPE_CALLBACK, no_unescape_cb, NULL,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log_cb, NULL,
+        MHD_OPTION_END);
+    if (!h->daemon) {
+        snprintf(err, errlen, "cannot start the HTTP server on %s port %u", cfg->bind,
+                 cfg->port);
+        goto err_after_listen;
+    }
+    *out = h;
+    return 0;
+
+err_after_listen:
+    close(h->listen_fd);
+err_after_responses:
+    respond_free();
+err_after_alloc:
+    free(h);
+    return LKV_EIO;
+}
+
+void http_server_quiesce(struct http_server *h)
+{
+    atomic_store(&h->draining, true);
+    MHD_quiesce_daemon(h->daemon);
+}
+
+bool http_server_wait_idle(struct http_server *h, unsigned timeout_ms)
+{
+    uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000u;
+    while (atomic_load(&h->in_flight) > 0) {
+        if (now_ns() >= deadline)
+            return false;
+        struct timespec ts = {0, 5 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return true;
+}
+
+void http_server_stop(struct http_server *h)
+{
+    MHD_stop_daemon(h->daemon);
+    close(h->listen_fd);
+    respond_free();
+    free(h);
+}
+
+uint64_t http_server_connections(const struct http_server *h)
+{
+    return atomic_load(&h->connections);
+}

@@ -1,0 +1,47 @@
+/* server: the HTTP front end on GNU libmicrohttpd: listening, connection
+ * limits and timeouts, request bodies, and the endpoints of the API. */
+#ifndef LKV_HTTP_SERVER_H
+#define LKV_HTTP_SERVER_H
+
+#include "store.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct http_server_config {
+    const char *bind;            /* IPv4 or IPv6 literal */
+    uint16_t port;
+    unsigned threads;            /* worker threads, >= 1 */
+    unsigned max_connections;
+    size_t max_key_bytes;
+    size_t max_value_bytes;
+    size_t max_header_bytes;
+    unsigned idle_timeout_s;
+    unsigned request_timeout_s;
+};
+
+struct http_server;
+
+/* Binds, listens and starts the worker threads; requests go to `store`
+ * (borrowed: it must outlive the server). Returns 0 and sets *out, or a
+ * negative LKV_E* code with a one-line reason in err. */
+int http_server_start(const struct http_server_config *cfg, struct store *store,
+                      struct http_server **out, char *err, size_t errlen);
+
+/* Stops accepting connections; requests that arrive later on open
+ * connections get 503 and the connection is closed. */
+void http_server_quiesce(struct http_server *h);
+
+/* Waits until no request is in progress or timeout_ms has passed; returns
+ * true if none is left. */
+bool http_server_wait_idle(struct http_server *h, unsigned timeout_ms);
+
+/* Closes every connection, stops the threads and frees the server. Every
+ * store write it submitted must have completed (store_shutdown does that). */
+void http_server_stop(struct http_server *h);
+
+/* Open connections right now. */
+uint64_t http_server_connections(const struct http_server *h);
+
+#endif

@@ -1,0 +1,67 @@
+/* store: the key-value state behind one small API: submit writes, read keys,
+ * recover at start. Writes complete asynchronously, in submission order. */
+#ifndef LKV_STORE_H
+#define LKV_STORE_H
+
+#include "kv/kv_map.h"
+#include "stats/stats.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct store;
+
+struct store_config {
+    const char *dir;             /* data directory; must exist and be locked by the caller */
+    uint64_t checkpoint_bytes;   /* log growth that triggers a checkpoint */
+    uint64_t max_memory;         /* key+value bytes; 0 = unlimited */
+    /* Called once, from the writer thread, when storage has failed for good
+     * (e.g. fdatasync returned EIO): the process must stop. May be NULL. */
+    void (*on_fatal)(int err);
+};
+
+enum store_op { STORE_PUT = 1, STORE_DELETE = 2, STORE_CLEAR = 3 };
+
+/* A write request. Allocated and owned by the caller; it must stay valid from
+ * store_submit() until done_cb has been called (exactly once). */
+struct store_req {
+    enum store_op op;
+    struct kv_entry *entry; /* PUT: the key and value; store_submit consumes this reference */
+    const char *key;        /* DELETE: borrowed until done_cb */
+    size_t klen;
+    /* Called on the store's writer thread once the write is durable and
+     * visible to store_get() (status 0), or has failed: LKV_ENOSPC (disk full,
+     * nothing applied), LKV_EMEMLIMIT (--max-memory reached, nothing applied),
+     * LKV_ESHUTDOWN (store closing, nothing applied), LKV_EFATAL (storage
+     * failed, nothing applied, the server must stop). Must not block. */
+    void (*done_cb)(struct store_req *req, int status);
+    struct store_req *next; /* private to the store */
+};
+
+/* Opens the store in cfg->dir, recovering the state on disk. Returns 0 and
+ * sets *out, or a negative LKV_E* code with a one-line reason in err. */
+int store_open(const struct store_config *cfg, struct store **out, char *err, size_t errlen);
+
+/* Queues a write; never waits for the disk. Thread-safe. */
+void store_submit(struct store *s, struct store_req *req);
+
+/* Returns the entry for `key` with a new reference (drop it with
+ * kv_entry_unref), or NULL when absent. Thread-safe; never waits for disk. */
+struct kv_entry *store_get(struct store *s, const char *key, size_t klen);
+
+/* True once a storage failure has made the store refuse all writes. */
+int store_failed(const struct store *s);
+
+/* Fills the store's part of the gauges (keys, bytes, log_bytes, last_index). */
+void store_gauges(struct store *s, struct stats_gauges *g);
+
+/* Stops taking writes (later submits complete at once with LKV_ESHUTDOWN),
+ * completes every queued write, writes a final checkpoint and stops the
+ * writer thread. Reads keep working. Returns 0, or the first storage error
+ * seen. Call once. */
+int store_shutdown(struct store *s);
+
+/* Frees the store. No other thread may use it any more. */
+void store_free(struct store *s);
+
+#endif
