@@ -1,0 +1,75 @@
+#include "kv/kv_cmd.h"
+
+#include "util/err.h"
+
+#include <assert.h>
+
+static uint32_t get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+int kv_cmd_decode(const uint8_t *p, size_t len, struct kv_cmd *out)
+{
+    if (len < 1)
+        return LKV_ECORRUPT;
+    uint8_t op = p[0];
+    if (op == KV_OP_CLEAR) {
+        if (len != 1)
+            return LKV_ECORRUPT;
+        *out = (struct kv_cmd){.op = op};
+        return 0;
+    }
+    if (op != KV_OP_SET && op != KV_OP_DELETE)
+        return LKV_ECORRUPT;
+    if (len < KV_CMD_PREFIX_MAX)
+        return LKV_ECORRUPT;
+
+    size_t klen = get_le32(p + 1);
+    size_t rest = len - KV_CMD_PREFIX_MAX;
+    if (klen == 0 || klen > rest)
+        return LKV_ECORRUPT;
+    if (op == KV_OP_DELETE && klen != rest)
+        return LKV_ECORRUPT;
+
+    const uint8_t *key = p + KV_CMD_PREFIX_MAX;
+    *out = (struct kv_cmd){
+        .op = op,
+        .key = (const char *)key,
+        .klen = klen,
+        .value = op == KV_OP_SET ? (const char *)(key + klen) : NULL,
+        .vlen = rest - klen,
+    };
+    return 0;
+}
+
+size_t kv_cmd_encode_prefix(uint8_t out[KV_CMD_PREFIX_MAX], uint8_t op, size_t klen)
+{
+    assert(op == KV_OP_SET || op == KV_OP_DELETE || op == KV_OP_CLEAR);
+    out[0] = op;
+    if (op == KV_OP_CLEAR) {
+        assert(klen == 0);
+        return 1;
+    }
+    assert(klen > 0 && klen <= UINT32_MAX);
+    put_le32(out + 1, (uint32_t)klen);
+    return KV_CMD_PREFIX_MAX;
+}
+
+size_t kv_cmd_payload_len(uint8_t op, size_t klen, size_t vlen)
+{
+    assert(op == KV_OP_SET || op == KV_OP_DELETE || op == KV_OP_CLEAR);
+    if (op == KV_OP_CLEAR) {
+        assert(klen == 0 && vlen == 0);
+        return 1;
+    }
+    assert(klen > 0 && klen <= UINT32_MAX);
+    assert(op == KV_OP_SET || vlen == 0);
+    return KV_CMD_PREFIX_MAX + klen + vlen;
+}
