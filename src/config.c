@@ -34,7 +34,7 @@ static const struct opt opts[] = {
     NUM("max-connections", OPT_UINT, max_connections, 16, 1000000, "16000",
         "concurrent connections (bounded by the open-files limit)"),
     NUM("max-key-bytes", OPT_SIZE, max_key_bytes, 1, 65536, "1024", "longest key, in bytes"),
-    NUM("max-value-bytes", OPT_SIZE, max_value_bytes, 1, (uint64_t)1 << 30, "10m",
+    NUM("max-value-bytes", OPT_SIZE, max_value_bytes, 1, (uint64_t)64 << 20, "10m",
         "largest value, in bytes (k/m/g suffixes)"),
     NUM("max-header-bytes", OPT_SIZE, max_header_bytes, 1024, 1 << 20, "8k",
         "total size of a request's headers"),

@@ -5,6 +5,7 @@
 
 #include "kv/kv_map.h"
 #include "stats/stats.h"
+#include "util/io.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -15,6 +16,7 @@ struct store_config {
     const char *dir;             /* data directory; must exist and be locked by the caller */
     uint64_t checkpoint_bytes;   /* log growth that triggers a checkpoint */
     uint64_t max_memory;         /* key+value bytes; 0 = unlimited */
+    const struct io_ops *io;     /* NULL = the real calls; tests inject faults here */
     /* Called once, from the writer thread, when storage has failed for good
      * (e.g. fdatasync returned EIO): the process must stop. May be NULL. */
     void (*on_fatal)(int err);

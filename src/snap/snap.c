@@ -1,0 +1,441 @@
+#include "snap/snap.h"
+
+#include "util/crc32c.h"
+#include "util/err.h"
+#include "util/log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const uint8_t snap_magic[8] = {'L', 'K', 'V', 'S', 'N', 'A', 'P', 0};
+
+#define SNAP_PREFIX "snap-"
+#define SNAP_SUFFIX ".snap"
+#define TMP_SUFFIX ".tmp"
+#define WRITE_CHUNK (1u << 20)
+
+/* Child exit codes, mapped back to errors by snap_poll. */
+#define CHILD_OK 0
+#define CHILD_EIO 1
+#define CHILD_ENOSPC 2
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* Streams the body through a buffer into the temp file. */
+struct writer {
+    const struct io_ops *io;
+    int fd;
+    uint8_t *buf;
+    size_t used;
+    uint64_t off;   /* file offset of buf[0] */
+    uint32_t crc;   /* over the body written so far */
+    uint64_t records;
+    int failed_errno;
+};
+
+static int flush(struct writer *wr)
+{
+    if (wr->used == 0)
+        return 0;
+    struct iovec iov = {wr->buf, wr->used};
+    if (io_pwritev_all(wr->io, wr->fd, &iov, 1, (off_t)wr->off) != 0) {
+        wr->failed_errno = errno;
+        return -1;
+    }
+    wr->crc = crc32c_extend(wr->crc, wr->buf, wr->used);
+    wr->off += wr->used;
+    wr->used = 0;
+    return 0;
+}
+
+static int put_bytes(struct writer *wr, const void *p, size_t n)
+{
+    const uint8_t *src = p;
+    while (n > 0) {
+        if (wr->used == WRITE_CHUNK && flush(wr) != 0)
+            return -1;
+        size_t take = WRITE_CHUNK - wr->used < n ? WRITE_CHUNK - wr->used : n;
+        memcpy(wr->buf + wr->used, src, take);
+        wr->used += take;
+        src += take;
+        n -= take;
+    }
+    return 0;
+}
+
+static int write_entry_cb(const struct kv_entry *e, void *arg)
+{
+    struct writer *wr = arg;
+    uint8_t lens[8];
+    put_u32(lens, (uint32_t)kv_entry_klen(e));
+    put_u32(lens + 4, (uint32_t)kv_entry_vlen(e));
+    if (put_bytes(wr, lens, sizeof lens) != 0 ||
+        put_bytes(wr, kv_entry_key(e), kv_entry_klen(e)) != 0 ||
+        put_bytes(wr, kv_entry_value(e), kv_entry_vlen(e)) != 0)
+        return -1;
+    wr->records++;
+    return 0;
+}
+
+static void encode_header(uint8_t *h, const struct snap_info *info, uint64_t body_bytes,
+                          uint32_t body_crc)
+{
+    memset(h, 0, SNAP_HDR_SIZE);
+    memcpy(h, snap_magic, sizeof snap_magic);
+    put_u32(h + 8, SNAP_FORMAT_VERSION);
+    put_u64(h + 16, info->index);
+    put_u64(h + 24, info->term);
+    put_u64(h + 32, info->records);
+    put_u64(h + 40, body_bytes);
+    put_u32(h + 48, body_crc);
+    put_u32(h + 60, crc32c(h, 60));
+}
+
+static void snap_name(char *out, size_t len, const char *dir, uint64_t index, const char *suffix)
+{
+    snprintf(out, len, "%s/" SNAP_PREFIX "%020" PRIu64 "%s", dir, index, suffix);
+}
+
+static int errno_code(int e)
+{
+    return e == ENOSPC || e == EDQUOT ? LKV_ENOSPC : LKV_EIO;
+}
+
+int snap_write(const char *dir, const struct io_ops *io, const struct kv_map *map,
+               uint64_t index, uint64_t term, struct snap_info *info, char *err, size_t errlen)
+{
+    io = io ? io : &io_libc;
+    char tmp[4200], final[4200];
+    snap_name(tmp, sizeof tmp, dir, index, TMP_SUFFIX);
+    snap_name(final, sizeof final, dir, index, SNAP_SUFFIX);
+    struct writer wr = {.io = io, .off = SNAP_HDR_SIZE, .crc = 0};
+    wr.buf = malloc(WRITE_CHUNK);
+    if (!wr.buf) {
+        snprintf(err, errlen, "%s: %s", tmp, lkv_strerror(LKV_ENOMEM));
+        return LKV_ENOMEM;
+    }
+    wr.fd = io->open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (wr.fd < 0) {
+        wr.failed_errno = errno;
+        goto err_before_open;
+    }
+    if (kv_map_foreach(map, write_entry_cb, &wr) != 0 || flush(&wr) != 0)
+        goto err_after_open;
+
+    *info = (struct snap_info){.index = index, .term = term, .records = wr.records,
+                               .bytes = wr.off};
+    uint8_t hdr[SNAP_HDR_SIZE];
+    encode_header(hdr, info, wr.off - SNAP_HDR_SIZE, wr.crc);
+    if (io->pwrite(wr.fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
+        io->fsync(wr.fd) != 0) {
+        wr.failed_errno = errno ? errno : EIO;
+        goto err_after_open;
+    }
+    if (io->close(wr.fd) != 0) {
+        wr.failed_errno = errno;
+        wr.fd = -1;
+        goto err_after_open;
+    }
+    wr.fd = -1;
+    /* Only a complete, synced file ever carries the .snap name. */
+    if (io->rename(tmp, final) != 0 || io_fsync_dir(io, dir) != 0) {
+        wr.failed_errno = errno;
+        goto err_after_open;
+    }
+    free(wr.buf);
+    return 0;
+
+err_after_open:
+    if (wr.fd >= 0)
+        io->close(wr.fd);
+    io->unlink(tmp);
+err_before_open:
+    free(wr.buf);
+    snprintf(err, errlen, "cannot write snapshot %s: %s", tmp, strerror(wr.failed_errno));
+    return errno_code(wr.failed_errno);
+}
+
+struct snap_job {
+    pid_t pid;
+    uint64_t index;
+    uint64_t started_ns;
+    int result;
+    bool done;
+};
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int snap_start(const char *dir, const struct io_ops *io, const struct kv_map *map,
+               uint64_t index, uint64_t term, struct snap_job **out)
+{
+    struct snap_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return LKV_ENOMEM;
+    j->index = index;
+    j->started_ns = mono_ns();
+    pid_t pid = fork();
+    if (pid < 0) {
+        free(j);
+        return LKV_EIO;
+    }
+    if (pid == 0) {
+        /* The child holds copies of every socket; close them so that
+         * connections the parent closes really close. */
+        close_range(3, ~0u, 0);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_IGN);
+        struct snap_info info;
+        char err[512];
+        int rc = snap_write(dir, io, map, index, term, &info, err, sizeof err);
+        if (rc != 0)
+            LOG_ERROR("event=checkpoint_failed index=%" PRIu64 " error=\"%s\"", index, err);
+        _exit(rc == 0 ? CHILD_OK : rc == LKV_ENOSPC ? CHILD_ENOSPC : CHILD_EIO);
+    }
+    j->pid = pid;
+    *out = j;
+    return 0;
+}
+
+int snap_poll(struct snap_job *j, bool wait, int *result)
+{
+    if (j->done) {
+        *result = j->result;
+        return 1;
+    }
+    int status;
+    pid_t r;
+    do {
+        r = waitpid(j->pid, &status, wait ? 0 : WNOHANG);
+    } while (r < 0 && errno == EINTR);
+    if (r == 0)
+        return 0;
+    if (r < 0)
+        j->result = LKV_EIO;
+    else if (WIFEXITED(status) && WEXITSTATUS(status) == CHILD_OK)
+        j->result = 0;
+    else if (WIFEXITED(status) && WEXITSTATUS(status) == CHILD_ENOSPC)
+        j->result = LKV_ENOSPC;
+    else
+        j->result = LKV_EIO;
+    j->done = true;
+    *result = j->result;
+    return 1;
+}
+
+uint64_t snap_job_index(const struct snap_job *j)
+{
+    return j->index;
+}
+
+uint64_t snap_job_started_ns(const struct snap_job *j)
+{
+    return j->started_ns;
+}
+
+void snap_job_free(struct snap_job *j)
+{
+    free(j);
+}
+
+/* Parses "snap-<20 digits><suffix>"; returns the index or 0. */
+static uint64_t parse_name(const char *name, const char *suffix)
+{
+    size_t pl = strlen(SNAP_PREFIX), sl = strlen(suffix);
+    if (strlen(name) != pl + 20 + sl || strncmp(name, SNAP_PREFIX, pl) != 0 ||
+        strcmp(name + pl + 20, suffix) != 0)
+        return 0;
+    uint64_t v = 0;
+    for (size_t i = pl; i < pl + 20; i++) {
+        if (name[i] < '0' || name[i] > '9')
+            return 0;
+        v = v * 10 + (uint64_t)(name[i] - '0');
+    }
+    return v;
+}
+
+int snap_find_latest(const char *dir, char *path, size_t pathlen, uint64_t *index)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return LKV_EIO;
+    uint64_t best = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        uint64_t idx = parse_name(de->d_name, SNAP_SUFFIX);
+        if (idx > best)
+            best = idx;
+    }
+    closedir(d);
+    if (best == 0)
+        return 0;
+    snap_name(path, pathlen, dir, best, SNAP_SUFFIX);
+    *index = best;
+    return 1;
+}
+
+static int check_header(const uint8_t *buf, size_t len, struct snap_info *info,
+                        uint64_t *body_bytes, uint32_t *body_crc, const char *path, char *err,
+                        size_t errlen)
+{
+    if (len < SNAP_HDR_SIZE || memcmp(buf, snap_magic, sizeof snap_magic) != 0) {
+        snprintf(err, errlen, "%s: offset 0: not a snapshot file (bad magic or too short)", path);
+        return LKV_ECORRUPT;
+    }
+    if (get_u32(buf + 60) != crc32c(buf, 60)) {
+        snprintf(err, errlen, "%s: offset 60: header checksum mismatch", path);
+        return LKV_ECORRUPT;
+    }
+    if (get_u32(buf + 8) != SNAP_FORMAT_VERSION) {
+        snprintf(err, errlen, "%s: format version %u is not supported", path, get_u32(buf + 8));
+        return LKV_EFORMAT;
+    }
+    info->index = get_u64(buf + 16);
+    info->term = get_u64(buf + 24);
+    info->records = get_u64(buf + 32);
+    info->bytes = len;
+    *body_bytes = get_u64(buf + 40);
+    *body_crc = get_u32(buf + 48);
+    if (*body_bytes != len - SNAP_HDR_SIZE) {
+        snprintf(err, errlen, "%s: offset 40: body is %zu bytes, header says %" PRIu64, path,
+                 len - SNAP_HDR_SIZE, *body_bytes);
+        return LKV_ECORRUPT;
+    }
+    return 0;
+}
+
+/* Walks the body; with cb == NULL only checks its framing. */
+static int walk_body(const uint8_t *buf, size_t len, uint64_t records, snap_load_cb cb,
+                     void *arg, const char *path, char *err, size_t errlen)
+{
+    size_t off = SNAP_HDR_SIZE;
+    uint64_t n = 0;
+    while (off < len) {
+        if (len - off < 8)
+            break;
+        uint64_t klen = get_u32(buf + off), vlen = get_u32(buf + off + 4);
+        if (klen == 0 || klen + vlen > len - off - 8)
+            break;
+        if (cb) {
+            int rc = cb((const char *)buf + off + 8, (size_t)klen,
+                        (const char *)buf + off + 8 + klen, (size_t)vlen, arg);
+            if (rc != 0)
+                return rc;
+        }
+        off += 8 + (size_t)(klen + vlen);
+        n++;
+    }
+    if (off != len || n != records) {
+        snprintf(err, errlen, "%s: offset %zu: malformed record (%" PRIu64 " of %" PRIu64 ")",
+                 path, off, n, records);
+        return LKV_ECORRUPT;
+    }
+    return 0;
+}
+
+int snap_load(const char *path, const struct io_ops *io, snap_load_cb cb, void *arg,
+              struct snap_info *info, char *err, size_t errlen)
+{
+    io = io ? io : &io_libc;
+    int fd = io->open(path, O_RDONLY | O_CLOEXEC, 0);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "cannot read snapshot %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            io->close(fd);
+        return LKV_EIO;
+    }
+    size_t len = (size_t)st.st_size;
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) {
+        io->close(fd);
+        snprintf(err, errlen, "cannot load snapshot %s: %s", path, lkv_strerror(LKV_ENOMEM));
+        return LKV_ENOMEM;
+    }
+    int rc = 0;
+    if (io_pread_all(io, fd, buf, len, 0) != 0) {
+        snprintf(err, errlen, "cannot read snapshot %s: %s", path, strerror(errno));
+        rc = LKV_EIO;
+    }
+    io->close(fd);
+    uint64_t body_bytes = 0;
+    uint32_t body_crc = 0;
+    if (rc == 0)
+        rc = check_header(buf, len, info, &body_bytes, &body_crc, path, err, errlen);
+    if (rc == 0 && crc32c(buf + SNAP_HDR_SIZE, len - SNAP_HDR_SIZE) != body_crc) {
+        snprintf(err, errlen, "%s: offset %d: body checksum mismatch", path, SNAP_HDR_SIZE);
+        rc = LKV_ECORRUPT;
+    }
+    /* Framing is checked in full before the first key reaches the caller. */
+    if (rc == 0)
+        rc = walk_body(buf, len, info->records, NULL, NULL, path, err, errlen);
+    if (rc == 0)
+        rc = walk_body(buf, len, info->records, cb, arg, path, err, errlen);
+    free(buf);
+    return rc;
+}
+
+int snap_remove_older(const char *dir, const struct io_ops *io, uint64_t keep_index)
+{
+    io = io ? io : &io_libc;
+    DIR *d = opendir(dir);
+    if (!d)
+        return LKV_EIO;
+    int rc = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        uint64_t idx = parse_name(de->d_name, SNAP_SUFFIX);
+        bool old = idx != 0 && idx < keep_index;
+        bool tmp = parse_name(de->d_name, TMP_SUFFIX) != 0;
+        if (!old && !tmp)
+            continue;
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        if (io->unlink(path) != 0) {
+            LOG_WARN("event=snapshot_delete_failed file=%s error=\"%s\"", path, strerror(errno));
+            rc = LKV_EIO;
+        }
+    }
+    closedir(d);
+    return rc;
+}
