@@ -39,6 +39,15 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/liblkv.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit $< -o $@ $(LDFLAGS) $(BUILD)/liblkv.a -lcriterion $(MHD_LIBS) -lm
 
+# LD_PRELOAD shim that makes selected file-system calls fail on demand.
+$(BUILD)/tests/libfaultinject.so: tests/crash/faultinject.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl
+
+$(BUILD)/bench/fsync_probe: bench/fsync_probe.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 $(WARN) -o $@ $<
+
 setup:
 	@bash scripts/setup.sh
 
@@ -57,8 +66,9 @@ unit: $(UNIT_BIN)
 integration: $(BIN)
 	LKV_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
-crash: $(BIN)
-	LKV_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/crash
+crash: $(BIN) $(BUILD)/tests/libfaultinject.so
+	LKV_BIN=$(abspath $(BIN)) LKV_FAULT_LIB=$(abspath $(BUILD)/tests/libfaultinject.so) \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/crash
 
 sanitize: setup
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
@@ -78,7 +88,7 @@ bench:
 	@bash bench/run.sh
 
 torture: $(BIN)
-	LKV_BIN=$(abspath $(BIN)) $(PYTHON) tests/crash/torture.py
+	LKV_BIN=$(abspath $(BIN)) $(PYTHON) tests/crash/torture.py $(TORTURE_ARGS)
 
 format:
 	clang-format -i $$(find src tests -name '*.[ch]')

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -214,12 +215,18 @@ int snap_start(const char *dir, const struct io_ops *io, const struct kv_map *ma
         return LKV_ENOMEM;
     j->index = index;
     j->started_ns = mono_ns();
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         free(j);
         return LKV_EIO;
     }
     if (pid == 0) {
+        /* A child outliving a killed parent would race the next server on
+         * the same directory. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(CHILD_EIO);
         /* The child holds copies of every socket; close them so that
          * connections the parent closes really close. */
         close_range(3, ~0u, 0);
