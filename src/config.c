@@ -48,7 +48,8 @@ static const struct opt opts[] = {
         "log bytes since the last checkpoint that trigger a new one"),
     NUM("max-memory", OPT_SIZE, max_memory, 0, UINT64_MAX, "0",
         "key+value bytes after which writes get 507, 0 = unlimited"),
-    STR(log_level, "info", "error, warn, info or debug"),
+    {"log-level", OPT_STR, offsetof(struct config, log_level),
+     sizeof(((struct config *)0)->log_level), 0, 0, "info", "error, warn, info or debug"},
     {"help", OPT_FLAG, 0, 0, 0, 0, NULL, "print this help and exit"},
     {"version", OPT_FLAG, 0, 0, 0, 0, NULL, "print the version and exit"},
 };

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -24,6 +25,16 @@
  * kept alive; longer ones get the error at once and the connection closes. */
 #define DISCARD_BODY_MAX (64 * 1024)
 
+/* Deadlines MHD cannot enforce on its own (its timeout is reset by every
+ * byte, so a client trickling a request would never be cut): one record per
+ * open connection, checked by the reaper thread. */
+struct conn {
+    int fd;
+    _Atomic uint64_t deadline_ns; /* UINT64_MAX: none (request being answered) */
+    bool shut;                    /* reaper already shut it down; under reap_lock */
+    struct conn *prev, *next;     /* under reap_lock */
+};
+
 struct http_server {
     struct http_server_config cfg;
     struct store *store;
@@ -33,6 +44,12 @@ struct http_server {
     atomic_uint_fast64_t connections;
     atomic_uint_fast64_t in_flight; /* requests between URI log and completion */
     time_t started;
+
+    pthread_mutex_t reap_lock; /* guards the conn list and conn->shut */
+    pthread_cond_t reap_wake;
+    struct conn *conns;
+    bool reaper_stop;
+    pthread_t reaper;
 };
 
 enum req_phase { PHASE_HEADERS, PHASE_BODY, PHASE_WAITING };
@@ -42,6 +59,7 @@ enum req_phase { PHASE_HEADERS, PHASE_BODY, PHASE_WAITING };
 struct req {
     struct http_server *srv;
     struct MHD_Connection *conn;
+    struct conn *track;      /* the connection's deadline record, or NULL */
     uint64_t start_ns;
     enum req_phase phase;
     struct http_route route;
@@ -208,11 +226,6 @@ static bool append_chunked(struct req *r, const char *data, size_t len)
  * PUT once it passes the limit, are counted and dropped. */
 static enum MHD_Result on_body(struct req *r, const char *data, size_t len)
 {
-    uint64_t elapsed_s = (now_ns() - r->start_ns) / 1000000000u;
-    if (elapsed_s >= r->srv->cfg.request_timeout_s) {
-        LOG_DEBUG("event=request_timeout received=%llu", (unsigned long long)r->body_len);
-        return MHD_NO; /* a request this slow is cut: close the connection */
-    }
     bool keep = r->error < 0 && r->route.ep == EP_KV && r->route.method == HTTP_PUT;
     if (keep && r->chunked && r->body_len + len > r->srv->cfg.max_value_bytes) {
         r->error = RESP_TOO_LARGE;
@@ -300,9 +313,16 @@ static enum MHD_Result on_stats(struct req *r, bool prometheus)
                                                : "application/json"));
 }
 
+static void set_deadline(struct conn *c, uint64_t deadline_ns)
+{
+    if (c)
+        atomic_store_explicit(&c->deadline_ns, deadline_ns, memory_order_relaxed);
+}
+
 /* The whole request is in: act on it. */
 static enum MHD_Result on_complete(struct req *r)
 {
+    set_deadline(r->track, UINT64_MAX); /* answering is the server's job now */
     if (r->error >= 0)
         return send_fixed(r, (enum resp_id)r->error);
     switch (r->route.ep) {
@@ -377,6 +397,10 @@ static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
     r->srv = srv;
     r->conn = conn;
     r->start_ns = now_ns();
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    r->track = ci ? ci->socket_context : NULL;
+    set_deadline(r->track, r->start_ns + (uint64_t)srv->cfg.request_timeout_s * 1000000000u);
     r->error = -1;
     r->stats_route = ROUTE_OTHER;
     atomic_fetch_add(&srv->in_flight, 1);
@@ -393,6 +417,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
     if (!r)
         return;
+    set_deadline(r->track, now_ns() + (uint64_t)srv->cfg.idle_timeout_s * 1000000000u);
     if (r->entry)
         kv_entry_unref(r->entry);
     free(r->chunk_buf);
@@ -403,13 +428,73 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 static void connection_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
-    (void)conn;
-    (void)socket_context;
     struct http_server *srv = cls;
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         atomic_fetch_add(&srv->connections, 1);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct conn *c = calloc(1, sizeof *c);
+        if (!c || !ci) {
+            free(c);
+            return; /* untracked: MHD's own inactivity timeout still applies */
+        }
+        c->fd = ci->connect_fd;
+        atomic_init(&c->deadline_ns,
+                    now_ns() + (uint64_t)srv->cfg.idle_timeout_s * 1000000000u);
+        pthread_mutex_lock(&srv->reap_lock);
+        c->next = srv->conns;
+        if (srv->conns)
+            srv->conns->prev = c;
+        srv->conns = c;
+        pthread_mutex_unlock(&srv->reap_lock);
+        *socket_context = c;
+        return;
+    }
+    atomic_fetch_sub(&srv->connections, 1);
+    struct conn *c = *socket_context;
+    if (!c)
+        return;
+    /* MHD closes the socket only after this returns, so under reap_lock the
+     * reaper never shuts down a descriptor number that was reused. */
+    pthread_mutex_lock(&srv->reap_lock);
+    if (c->prev)
+        c->prev->next = c->next;
     else
-        atomic_fetch_sub(&srv->connections, 1);
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    pthread_mutex_unlock(&srv->reap_lock);
+    *socket_context = NULL;
+    free(c);
+}
+
+/* Shuts down connections past their deadline: a request not received in
+ * --request-timeout, or an idle connection past --idle-timeout. MHD then
+ * sees the socket close and cleans up on its own thread. */
+static void *reaper_main(void *arg)
+{
+    struct http_server *srv = arg;
+    pthread_mutex_lock(&srv->reap_lock);
+    while (!srv->reaper_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 250 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&srv->reap_wake, &srv->reap_lock, &ts);
+        uint64_t now = now_ns();
+        for (struct conn *c = srv->conns; c; c = c->next) {
+            if (c->shut || atomic_load_explicit(&c->deadline_ns, memory_order_relaxed) > now)
+                continue;
+            c->shut = true;
+            shutdown(c->fd, SHUT_RDWR);
+            LOG_DEBUG("event=connection_timeout fd=%d", c->fd);
+        }
+    }
+    pthread_mutex_unlock(&srv->reap_lock);
+    return NULL;
 }
 
 /* Keys are percent-decoded by the router, which knows which escapes are
@@ -489,6 +574,8 @@ int http_server_start(const struct http_server_config *cfg, struct store *store,
         snprintf(err, errlen, "cannot start the HTTP server: %s", lkv_strerror(LKV_ENOMEM));
         goto err_after_alloc;
     }
+    pthread_mutex_init(&h->reap_lock, NULL);
+    pthread_cond_init(&h->reap_wake, NULL);
     bool ipv6;
     h->listen_fd = open_listener(cfg, &ipv6, err, errlen);
     if (h->listen_fd < 0)
@@ -504,7 +591,7 @@ int http_server_start(const struct http_server_config *cfg, struct store *store,
         MHD_OPTION_LISTEN_SOCKET, h->listen_fd,
         MHD_OPTION_THREAD_POOL_SIZE, cfg->threads,
         MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
+        MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s + 1, /* backstop to the reaper */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
         MHD_OPTION_URI_LOG_CALLBACK, uri_log_cb, h,
         MHD_OPTION_NOTIFY_COMPLETED, completed_cb, h,
@@ -515,6 +602,11 @@ int http_server_start(const struct http_server_config *cfg, struct store *store,
     if (!h->daemon) {
         snprintf(err, errlen, "cannot start the HTTP server on %s port %u", cfg->bind,
                  cfg->port);
+        goto err_after_listen;
+    }
+    if (pthread_create(&h->reaper, NULL, reaper_main, h) != 0) {
+        snprintf(err, errlen, "cannot start the connection reaper thread");
+        MHD_stop_daemon(h->daemon);
         goto err_after_listen;
     }
     *out = h;
@@ -549,6 +641,11 @@ bool http_server_wait_idle(struct http_server *h, unsigned timeout_ms)
 
 void http_server_stop(struct http_server *h)
 {
+    pthread_mutex_lock(&h->reap_lock);
+    h->reaper_stop = true;
+    pthread_cond_signal(&h->reap_wake);
+    pthread_mutex_unlock(&h->reap_lock);
+    pthread_join(h->reaper, NULL);
     MHD_stop_daemon(h->daemon);
     close(h->listen_fd);
     respond_free();
