@@ -113,7 +113,8 @@ static int list_segments(const char *dir, uint64_t **out, size_t *n, char *err, 
         v[len++] = idx;
     }
     closedir(d);
-    qsort(v, len, sizeof *v, cmp_u64);
+    if (len > 1)
+        qsort(v, len, sizeof *v, cmp_u64);
     *out = v;
     *n = len;
     return 0;
@@ -264,7 +265,7 @@ static int scan_records(struct wal *w, struct scan *sc, struct segment *seg, con
         off += WAL_REC_HDR_SIZE + h.len;
     }
     seg->size = off < len ? off : len;
-    if (off >= len || (st == WAL_REC_ZERO && all_zero(buf + off, len - off)))
+    if (off >= len || all_zero(buf + off, len - off))
         return 0; /* clean end, possibly followed by preallocated zeros */
 
     size_t later = find_later_batch(buf, len, off + 1, sc->expected);
@@ -302,7 +303,7 @@ static int scan_segment(struct wal *w, struct scan *sc, struct segment *seg, boo
         snprintf(err, errlen, "%s: %s", path, lkv_strerror(LKV_EFORMAT));
         rc = LKV_EFORMAT;
     } else if (ss != WAL_SEG_OK) {
-        if (last_seg && find_later_batch(buf, len, 0, sc->expected) == SIZE_MAX) {
+        if (last_seg && find_later_batch(buf, len, WAL_SEG_HDR_SIZE, 0) == SIZE_MAX) {
             LOG_WARN("event=torn_segment file=%s status=%s action=removed", path,
                      wal_seg_status_str(ss));
             *drop = true;
@@ -642,7 +643,7 @@ int wal_drop_prefix(struct wal *w, uint64_t upto)
     while (w->nsegs > 0) {
         struct segment *s = &w->segs[0];
         bool active = w->nsegs == 1;
-        if (s->last_index == 0 || s->last_index > upto)
+        if (s->last_index == 0 ? active : s->last_index > upto)
             break;
         if (active && !w->rotate_next)
             break;
@@ -713,7 +714,9 @@ int wal_truncate_suffix(struct wal *w, uint64_t from)
     char path[4200];
     seg_path(w, seg->first_index, path, sizeof path);
     uint64_t off = WAL_SEG_HDR_SIZE;
-    if (from > seg->first_index && find_record(w, path, from, &off) != 0)
+    if (from > seg->last_index)
+        off = seg->size;
+    else if (from > seg->first_index && find_record(w, path, from, &off) != 0)
         goto err_fatal;
     if (w->fd < 0 && open_active(w) != 0)
         goto err_fatal;

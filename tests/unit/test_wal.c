@@ -1,0 +1,1777 @@
+/* Unit tests for wal/wal: append and replay, segment rotation and dropping,
+ * suffix truncation, recovery from hand-built torn and corrupt segment files,
+ * and write/sync/read failures injected through a wrapped struct io_ops. */
+#include <criterion/criterion.h>
+
+#include "util/crc32c.h"
+#include "util/err.h"
+#include "util/io.h"
+#include "util/log.h"
+#include "wal/record.h"
+#include "wal/wal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- the temp directory each test runs in ---- */
+
+static char tmp_dir[64];
+
+static void clear_dir(void)
+{
+    struct dirent **names;
+    int n = scandir(tmp_dir, &names, NULL, alphasort);
+    cr_assert_geq(n, 0, "scandir %s: %s", tmp_dir, strerror(errno));
+    for (int i = 0; i < n; i++) {
+        if (strcmp(names[i]->d_name, ".") != 0 && strcmp(names[i]->d_name, "..") != 0) {
+            char path[512];
+            snprintf(path, sizeof path, "%s/%s", tmp_dir, names[i]->d_name);
+            unlink(path);
+        }
+        free(names[i]);
+    }
+    free(names);
+}
+
+/* Every file of the directory with its size, one "name size" line each, sorted:
+ * two listings compare equal only if nothing was created, deleted or resized. */
+static void listing(char *out, size_t cap)
+{
+    struct dirent **names;
+    int n = scandir(tmp_dir, &names, NULL, alphasort);
+    cr_assert_geq(n, 0, "scandir %s: %s", tmp_dir, strerror(errno));
+    size_t len = 0;
+    out[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        if (names[i]->d_name[0] != '.') {
+            char path[512];
+            struct stat st;
+            snprintf(path, sizeof path, "%s/%s", tmp_dir, names[i]->d_name);
+            cr_assert_eq(stat(path, &st), 0);
+            int m = snprintf(out + len, cap - len, "%s %lld\n", names[i]->d_name,
+                             (long long)st.st_size);
+            cr_assert(m > 0 && (size_t)m < cap - len, "listing buffer too small");
+            len += (size_t)m;
+        }
+        free(names[i]);
+    }
+    free(names);
+}
+
+static void seg_file(uint64_t first, char *out, size_t len)
+{
+    snprintf(out, len, "%s/log-%020" PRIu64 ".seg", tmp_dir, first);
+}
+
+/* Size of segment `first`, or -1 if it does not exist. */
+static long long seg_size(uint64_t first)
+{
+    char path[512];
+    struct stat st;
+    seg_file(first, path, sizeof path);
+    return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+static size_t count_segments(void)
+{
+    DIR *d = opendir(tmp_dir);
+    cr_assert_not_null(d);
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        n += strncmp(de->d_name, "log-", 4) == 0;
+    closedir(d);
+    return n;
+}
+
+/* ---- what the log should hold: payload, type and term follow from (index, salt) ---- */
+
+#define MAX_INDEX 4096
+
+struct want {
+    bool set;
+    size_t len;
+    uint32_t salt;
+};
+static struct want model[MAX_INDEX];
+
+/* Names the case a loop is on, so a failure says which offset broke. */
+static char ctx[128];
+
+static uint64_t term_of(uint64_t index, uint32_t salt)
+{
+    return 1 + index / 4 + (uint64_t)salt * 100;
+}
+
+static uint8_t type_of(uint64_t index)
+{
+    if (index % 3 == 0)
+        return WAL_REC_NOOP;
+    return index % 7 == 0 ? WAL_REC_CONFIG : WAL_REC_COMMAND;
+}
+
+static void fill(uint8_t *p, size_t len, uint64_t index, uint32_t salt)
+{
+    for (size_t i = 0; i < len; i++)
+        p[i] = (uint8_t)(index * 131 + salt * 17 + i * 7 + (i >> 8));
+}
+
+static void model_set(uint64_t index, size_t len, uint32_t salt)
+{
+    cr_assert_lt(index, MAX_INDEX);
+    model[index] = (struct want){.set = true, .len = len, .salt = salt};
+}
+
+/* ---- replay callback: copies every record it is handed ---- */
+
+struct got {
+    struct wal_rec_hdr h;
+    uint8_t *payload;
+};
+
+struct replay {
+    struct got *v;
+    size_t n, cap;
+    size_t calls;
+    size_t stop_at; /* the 1-based call that returns stop_rc; 0 = never */
+    int stop_rc;
+};
+
+static int collect_cb(const struct wal_rec_hdr *h, const uint8_t *payload, void *arg)
+{
+    struct replay *r = arg;
+    r->calls++;
+    if (r->stop_at != 0 && r->calls == r->stop_at)
+        return r->stop_rc;
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 64;
+        r->v = realloc(r->v, r->cap * sizeof *r->v);
+        cr_assert_not_null(r->v);
+    }
+    struct got *g = &r->v[r->n++];
+    g->h = *h;
+    g->payload = malloc(h->len ? h->len : 1);
+    cr_assert_not_null(g->payload);
+    if (h->len)
+        memcpy(g->payload, payload, h->len);
+    return 0;
+}
+
+/* Forgets what was collected; keeps stop_at and stop_rc. */
+static void replay_clear(struct replay *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        free(r->v[i].payload);
+    r->n = 0;
+    r->calls = 0;
+}
+
+static void replay_free(struct replay *r)
+{
+    replay_clear(r);
+    free(r->v);
+    *r = (struct replay){0};
+}
+
+/* Asserts that exactly records first .. first+count-1 were replayed, in
+ * order, each with the payload, type and term the model says. */
+static void expect_records(const struct replay *r, uint64_t first, size_t count)
+{
+    cr_assert_eq(r->n, count, "%s: replayed %zu records, want %zu from index %" PRIu64, ctx, r->n,
+                 count, first);
+    for (size_t i = 0; i < count; i++) {
+        uint64_t idx = first + i;
+        const struct got *g = &r->v[i];
+        cr_assert(idx < MAX_INDEX && model[idx].set, "%s: no model for index %" PRIu64, ctx, idx);
+        const struct want *m = &model[idx];
+        cr_assert_eq(g->h.index, idx, "%s: record %zu has index %" PRIu64 ", want %" PRIu64, ctx,
+                     i, g->h.index, idx);
+        cr_assert_eq(g->h.len, m->len, "%s: record %" PRIu64 " has %u payload bytes, want %zu",
+                     ctx, idx, g->h.len, m->len);
+        cr_assert_eq(g->h.type, type_of(idx), "%s: record %" PRIu64 " type", ctx, idx);
+        cr_assert_eq(g->h.term, term_of(idx, m->salt), "%s: record %" PRIu64 " term %" PRIu64,
+                     ctx, idx, g->h.term);
+        uint8_t *p = malloc(m->len ? m->len : 1);
+        cr_assert_not_null(p);
+        fill(p, m->len, idx, m->salt);
+        int diff = m->len ? memcmp(g->payload, p, m->len) : 0;
+        free(p);
+        cr_assert_eq(diff, 0, "%s: record %" PRIu64 " payload differs (stale or wrong bytes)", ctx,
+                     idx);
+    }
+}
+
+/* ---- opening and appending ---- */
+
+static struct wal_options opts_of(uint64_t segment_bytes, bool prealloc, const struct io_ops *io)
+{
+    return (struct wal_options){
+        .dir = tmp_dir, .io = io, .segment_bytes = segment_bytes, .preallocate = prealloc};
+}
+
+static int try_open(const struct wal_options *o, uint64_t after, struct replay *r, struct wal **w,
+                    struct wal_recovery *info, char *err, size_t errlen)
+{
+    replay_clear(r);
+    err[0] = '\0';
+    *w = NULL;
+    return wal_open(o, after, collect_cb, r, w, info, err, errlen);
+}
+
+static struct wal *open_ok(const struct wal_options *o, uint64_t after, struct replay *r,
+                           struct wal_recovery *info)
+{
+    char err[512];
+    struct wal *w;
+    int rc = try_open(o, after, r, &w, info, err, sizeof err);
+    cr_assert_eq(rc, 0, "%s: wal_open returned %d (%s): %s", ctx, rc, lkv_strerror(rc), err);
+    cr_assert_not_null(w);
+    return w;
+}
+
+/* Appends one batch of n records, each with len payload bytes cut into
+ * `pieces` iovecs (some empty when len < pieces). The model learns the
+ * records only if the append succeeds. */
+static int try_append(struct wal *w, size_t n, size_t len, uint32_t salt, int pieces,
+                      uint64_t *first)
+{
+    uint64_t start = wal_last_index(w) + 1;
+    cr_assert_lt(start + n, MAX_INDEX);
+    size_t np = (size_t)pieces;
+    struct wal_entry *e = calloc(n, sizeof *e);
+    struct iovec *iov = calloc(n * np, sizeof *iov);
+    uint8_t **bufs = calloc(n, sizeof *bufs);
+    cr_assert(e && iov && bufs);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t idx = start + i;
+        bufs[i] = malloc(len ? len : 1);
+        cr_assert_not_null(bufs[i]);
+        fill(bufs[i], len, idx, salt);
+        for (size_t j = 0; j < np; j++) {
+            size_t a = len * j / np, b = len * (j + 1) / np;
+            iov[i * np + j] = (struct iovec){bufs[i] + a, b - a};
+        }
+        e[i] = (struct wal_entry){
+            .type = type_of(idx), .term = term_of(idx, salt), .iov = &iov[i * np], .iovcnt = pieces};
+    }
+    int rc = wal_append(w, e, n, first);
+    if (rc == 0) {
+        for (size_t i = 0; i < n; i++)
+            model_set(start + i, len, salt);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(bufs[i]);
+    free(bufs);
+    free(iov);
+    free(e);
+    return rc;
+}
+
+static void append_ok(struct wal *w, size_t n, size_t len, uint32_t salt)
+{
+    uint64_t want = wal_last_index(w) + 1, first = 0;
+    int rc = try_append(w, n, len, salt, 1, &first);
+    cr_assert_eq(rc, 0, "%s: wal_append returned %d (%s)", ctx, rc, lkv_strerror(rc));
+    cr_assert_eq(first, want, "%s: first index %" PRIu64 ", want %" PRIu64, ctx, first, want);
+    cr_assert_eq(wal_last_index(w), want + n - 1);
+}
+
+/* ---- building segment files by hand ---- */
+
+struct seg {
+    uint64_t first;
+    uint8_t *p;
+    size_t len, cap;
+};
+
+static void seg_begin(struct seg *s, uint64_t first)
+{
+    s->first = first;
+    s->cap = 1 << 16;
+    s->p = calloc(1, s->cap);
+    cr_assert_not_null(s->p);
+    wal_seg_hdr_encode(s->p, first);
+    s->len = WAL_SEG_HDR_SIZE;
+}
+
+/* Appends a record; returns its offset in the file. */
+static size_t seg_rec(struct seg *s, uint64_t index, uint32_t batch_pos, size_t len, uint32_t salt)
+{
+    cr_assert_leq(s->len + WAL_REC_HDR_SIZE + len, s->cap);
+    uint8_t payload[1024];
+    cr_assert_leq(len, sizeof payload);
+    fill(payload, len, index, salt);
+    struct wal_rec_hdr h = {.len = (uint32_t)len,
+                            .type = type_of(index),
+                            .batch_pos = batch_pos,
+                            .index = index,
+                            .term = term_of(index, salt)};
+    size_t off = s->len;
+    s->len += wal_rec_encode(s->p + off, &h, payload);
+    model_set(index, len, salt);
+    return off;
+}
+
+/* Appends one write batch of n records starting at `first`; returns the
+ * offset of its first record. */
+static size_t seg_batch(struct seg *s, uint64_t first, size_t n, size_t len, uint32_t salt)
+{
+    size_t off = s->len;
+    for (size_t i = 0; i < n; i++)
+        seg_rec(s, first + i, (uint32_t)i, len, salt);
+    return off;
+}
+
+static void seg_write(struct seg *s)
+{
+    char path[512];
+    seg_file(s->first, path, sizeof path);
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+    cr_assert_eq(fwrite(s->p, 1, s->len, f), s->len);
+    cr_assert_eq(fclose(f), 0);
+    free(s->p);
+    s->p = NULL;
+}
+
+/* Writes a segment file holding exactly these bytes. */
+static void write_raw(uint64_t name, const uint8_t *p, size_t len)
+{
+    struct seg s = {.first = name, .p = malloc(len ? len : 1), .len = len};
+    cr_assert_not_null(s.p);
+    memcpy(s.p, p, len);
+    seg_write(&s);
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint8_t garbage_byte(size_t i)
+{
+    return (uint8_t)(0x5A ^ (i * 73 + 11));
+}
+
+static bool is_zero(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i])
+            return false;
+    }
+    return true;
+}
+
+/* ---- fault injection: io_libc with selected calls failing ---- */
+
+enum op { OP_PREAD, OP_PWRITE, OP_PWRITEV, OP_FDATASYNC, OP_FALLOCATE, OP_N };
+
+struct fault {
+    int skip;  /* calls that still succeed before the failures start */
+    int count; /* calls that fail after that; -1 = every one; 0 = disarmed */
+    int err;
+    int calls; /* calls seen, failed or not */
+};
+static struct fault faults[OP_N];
+static size_t pwritev_short; /* nonzero: the next pwritev writes only this many bytes */
+static size_t pwritev_cap;   /* nonzero: every pwritev writes at most this many bytes */
+static struct io_ops fio;
+
+static void arm(enum op op, int skip, int count, int err)
+{
+    faults[op].skip = skip;
+    faults[op].count = count;
+    faults[op].err = err;
+}
+
+static void disarm(enum op op)
+{
+    faults[op].count = 0;
+}
+
+static bool fail_now(enum op op)
+{
+    struct fault *f = &faults[op];
+    f->calls++;
+    if (f->count == 0)
+        return false;
+    if (f->skip > 0) {
+        f->skip--;
+        return false;
+    }
+    if (f->count > 0)
+        f->count--;
+    errno = f->err;
+    return true;
+}
+
+static ssize_t f_pread(int fd, void *buf, size_t n, off_t off)
+{
+    return fail_now(OP_PREAD) ? -1 : io_libc.pread(fd, buf, n, off);
+}
+
+static ssize_t f_pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+    return fail_now(OP_PWRITE) ? -1 : io_libc.pwrite(fd, buf, n, off);
+}
+
+static ssize_t f_pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
+{
+    if (fail_now(OP_PWRITEV))
+        return -1;
+    size_t limit = pwritev_short ? pwritev_short : pwritev_cap;
+    pwritev_short = 0;
+    if (limit == 0)
+        return io_libc.pwritev(fd, iov, cnt, off);
+    struct iovec cut[64];
+    int k = 0;
+    for (int i = 0; i < cnt && limit > 0 && k < 64; i++) {
+        size_t n = iov[i].iov_len < limit ? iov[i].iov_len : limit;
+        cut[k++] = (struct iovec){iov[i].iov_base, n};
+        limit -= n;
+    }
+    return io_libc.pwritev(fd, cut, k, off);
+}
+
+static int f_fdatasync(int fd)
+{
+    return fail_now(OP_FDATASYNC) ? -1 : io_libc.fdatasync(fd);
+}
+
+static int f_fallocate(int fd, int mode, off_t off, off_t len)
+{
+    return fail_now(OP_FALLOCATE) ? -1 : io_libc.fallocate(fd, mode, off, len);
+}
+
+/* ---- fixture ---- */
+
+static void setup(void)
+{
+    snprintf(tmp_dir, sizeof tmp_dir, "/tmp/test_wal.XXXXXX");
+    cr_assert_not_null(mkdtemp(tmp_dir), "mkdtemp: %s", strerror(errno));
+    memset(model, 0, sizeof model);
+    memset(faults, 0, sizeof faults);
+    pwritev_short = pwritev_cap = 0;
+    snprintf(ctx, sizeof ctx, "-");
+    fio = io_libc;
+    fio.pread = f_pread;
+    fio.pwrite = f_pwrite;
+    fio.pwritev = f_pwritev;
+    fio.fdatasync = f_fdatasync;
+    fio.fallocate = f_fallocate;
+    /* torn-tail loops would print hundreds of warnings; one test turns them on */
+    log_threshold = LOG_LVL_ERROR;
+}
+
+static void teardown(void)
+{
+    clear_dir();
+    rmdir(tmp_dir);
+}
+
+TestSuite(wal, .init = setup, .fini = teardown);
+
+#define BIG_SEGMENT ((uint64_t)1 << 20)
+
+/* ==== append and replay ==== */
+
+Test(wal, append_close_reopen_replays_every_record_in_order)
+{
+    struct wal_options o = opts_of(BIG_SEGMENT, false, NULL);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = open_ok(&o, 0, &r, &info);
+    cr_assert_eq(r.n, 0);
+    cr_assert_eq(info.last_index, 0);
+    cr_assert_eq(info.segments, 0);
+    cr_assert_eq(wal_last_index(w), 0);
+
+    append_ok(w, 1, 17, 0);
+    append_ok(w, 3, 0, 0); /* empty payloads are legal */
+    append_ok(w, 5, 300, 0);
+    append_ok(w, 1, 1, 0);
+    cr_assert_eq(wal_last_index(w), 10);
+    uint64_t bytes = WAL_SEG_HDR_SIZE + 10 * WAL_REC_HDR_SIZE + 17 + 5 * 300 + 1;
+    cr_assert_eq(wal_size_bytes(w), bytes);
+    cr_assert_eq(seg_size(1), (long long)bytes);
+    wal_close(w);
+
+    w = open_ok(&o, 0, &r, &info);
+    expect_records(&r, 1, 10);
+    cr_assert_eq(info.replayed, 10);
+    cr_assert_eq(info.last_index, 10);
+    cr_assert_eq(info.segments, 1);
+    cr_assert_eq(info.torn_bytes, 0);
+    cr_assert_eq(wal_last_index(w), 10);
+    cr_assert_eq(wal_size_bytes(w), bytes);
+    /* batch_pos numbers the records of each write batch from 0 */
+    const uint32_t pos[10] = {0, 0, 1, 2, 0, 1, 2, 3, 4, 0};
+    for (size_t i = 0; i < 10; i++)
+        cr_assert_eq(r.v[i].h.batch_pos, pos[i], "record %zu batch_pos %u", i + 1,
+                     r.v[i].h.batch_pos);
+
+    /* appending after a reopen continues the numbering */
+    append_ok(w, 2, 9, 0);
+    wal_close(w);
+    w = open_ok(&o, 0, &r, &info);
+    expect_records(&r, 1, 12);
+    wal_close(w);
+    replay_free(&r);
+}
+
+Test(wal, after_index_skips_records_the_snapshot_covers)
+{
+    struct wal_options o = opts_of(BIG_SEGMENT, false, NULL);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = open_ok(&o, 0, &r, &info);
+    append_ok(w, 4, 20, 0);
+    append_ok(w, 6, 20, 0);
+    wal_close(w);
+
+    w = open_ok(&o, 4, &r, &info);
+    expect_records(&r, 5, 6);
+    cr_assert_eq(info.replayed, 6);
+    cr_assert_eq(info.last_index, 10);
+    cr_assert_eq(wal_last_index(w), 10);
+    wal_close(w);
+
+    w = open_ok(&o, 10, &r, &info);
+    expect_records(&r, 11, 0);
+    cr_assert_eq(info.replayed, 0);
+    cr_assert_eq(wal_last_index(w), 10);
+    append_ok(w, 1, 5, 0);
+    wal_close(w);
+
+    w = open_ok(&o, 10, &r, &info);
+    expect_records(&r, 11, 1);
+    wal_close(w);
+    replay_free(&r);
+}
+
+Test(wal, snapshot_ahead_of_the_log_continues_after_it)
+{
+    struct wal_options o = opts_of(BIG_SEGMENT, false, NULL);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = open_ok(&o, 0, &r, &info);
+    append_ok(w, 5, 20, 0);
+    wal_close(w);
+
+    /* a snapshot covering up to 15 (e.g. installed from a leader) */
+    w = open_ok(&o, 15, &r, &info);
+    cr_assert_eq(r.n, 0);
+    cr_assert_eq(info.last_index, 15);
+    cr_assert_eq(wal_last_index(w), 15);
+    append_ok(w, 2, 20, 0);
+    wal_close(w);
+
+    w = open_ok(&o, 15, &r, &info);
+    expect_records(&r, 16, 2);
+    cr_assert_eq(seg_size(1), -1, "segment 1 is wholly covered and must be gone");
+    wal_close(w);
+    replay_free(&r);
+}
+
+Test(wal, payload_split_over_iovecs_round_trips)
+{
+    struct wal_options o = opts_of(BIG_SEGMENT, false, NULL);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = open_ok(&o, 0, &r, &info);
+
+    static const char a[] = "hello, ", b[] = "", c[] = "wal\0with nul", d[] = "!";
+    struct iovec v1[] = {{(void *)a, 7}, {(void *)b, 0}, {(void *)c, 12}, {(void *)d, 1}};
+    uint8_t many[17 * 18 / 2];
+    struct iovec v2[17];
+    size_t at = 0;
+    for (size_t i = 0; i < 17; i++) {
+        for (size_t j = 0; j <= i; j++)
+            many[at + j] = (uint8_t)(i * 16 + j);
+        v2[i] = (struct iovec){many + at, i + 1};
+        at += i + 1;
+    }
+    struct wal_entry e[] = {
+        {.type = WAL_REC_COMMAND, .term = 3, .iov = v1, .iovcnt = 4},
+        {.type = WAL_REC_NOOP, .term = 4, .iov = NULL, .iovcnt = 0},
+        {.type = WAL_REC_CONFIG, .term = 5, .iov = v2, .iovcnt = 17},
+    };
+    uint64_t first = 0;
+    cr_assert_eq(wal_append(w, e, 3, &first), 0);
+    cr_assert_eq(first, 1);
+    wal_close(w);
+
+    w = open_ok(&o, 0, &r, &info);
+    cr_assert_eq(r.n, 3);
+    cr_assert_eq(r.v[0].h.len, 20);
+    cr_assert_arr_eq(r.v[0].payload, "hello, wal\0with nul!", 20);
+    cr_assert_eq(r.v[0].h.type, WAL_REC_COMMAND);
+    cr_assert_eq(r.v[0].h.term, 3);
+    cr_assert_eq(r.v[1].h.len, 0);
+    cr_assert_eq(r.v[1].h.type, WAL_REC_NOOP);
+    cr_assert_eq(r.v[1].h.term, 4);
+    cr_assert_eq(r.v[2].h.len, sizeof many);
+    cr_assert_arr_eq(r.v[2].payload, many, sizeof many);
+    cr_assert_eq(r.v[2].h.type, WAL_REC_CONFIG);
+    cr_assert_eq(r.v[2].h.term, 5);
+    cr_assert_eq(r.v[2].h.index, 3);
+
+    /* the model-driven helper with pieces, several of them empty */
+    uint64_t f2 = 0;
+    cr_assert_eq(try_append(w, 4, 2, 0, 5, &f2), 0);
+    cr_assert_eq(try_append(w, 4, 50, 0, 3, &f2), 0);
+    cr_assert_eq(f2, 8);
+    wal_close(w);
+    w = open_ok(&o, 3, &r, &info);
+    expect_records(&r, 4, 8);
+    wal_close(w);
+    replay_free(&r);
+}
+
+Test(wal, batch_of_more_iovecs_than_iov_max_round_trips)
+{
+    struct wal_options o = opts_of(BIG_SEGMENT, false, NULL);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = open_ok(&o, 0, &r, &info);
+    uint64_t first = 0;
+    /* 700 records x (1 header + 3 pieces) = 2800 iovecs, past IOV_MAX (1024) */
+    cr_assert_eq(try_append(w, 700, 12, 0, 3, &first), 0);
+    cr_assert_eq(first, 1);
+    wal_close(w);
+    w = open_ok(&o, 0, &r, &info);
+    expect_records(&r, 1, 700);
+    wal_close(w);
+    replay_free(&r);
+}
+
+Test(wal, short_writes_are_continued)
+{
+    /* every pwritev writes at most 7 bytes: the batch must still land whole */
+    struct wal_options o = opts_of(BIG_SEGMENT, false, &fio);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = open_ok(&o, 0, &r, &info);
+    pwritev_cap = 7;
+    append_ok(w, 3, 45, 0);
+    append_ok(w, 1, 0, 0);
+    pwritev_cap = 0;
+    cr_assert_gt(faults[OP_PWRITEV].calls, 20);
+    wal_close(w);
+    w = open_ok(&o, 0, &r, &info);
+    expect_records(&r, 1, 4);
+    cr_assert_eq(info.torn_bytes, 0);
+    wal_close(w);
+    replay_free(&r);
+}
+
+Test(wal, oversized_payload_is_refused_and_the_log_goes_on)
+{
+    struct wal_options o = opts_of(BIG_SEGMENT, false, NULL);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = open_ok(&o, 0, &r, &info);
+    size_t mib = 1 << 20;
+    uint8_t *buf = calloc(1, mib);
+    cr_assert_not_null(buf);
+    struct iovec v[65]; /* 65 MiB > WAL_REC_MAX_PAYLOAD */
+    for (size_t i = 0; i < 65; i++)
+        v[i] = (struct iovec){buf, mib};
+    struct wal_entry e = {.type = WAL_REC_COMMAND, .term = 1, .iov = v, .iovcnt = 65};
+    uint64_t first = 0;
+    cr_assert_eq(wal_append(w, &e, 1, &first), LKV_EINVAL);
+    free(buf);
+    cr_assert_eq(wal_last_index(w), 0);
+    append_ok(w, 1, 10, 0);
+    wal_close(w);
+    w = open_ok(&o, 0, &r, &info);
+    expect_records(&r, 1, 1);
+    wal_close(w);
+    replay_free(&r);
+}
+
+/* ==== segments: rotation, dropping ==== */
+
+/* Ten single-record appends of 24-byte payloads (56-byte records) into
+ * segments of `seg_bytes`: three records fit in 32 + 3 * 56 = 200 bytes, so
+ * segments start at 1, 4, 7 and 10. */
+static void rotation_round_trip(bool prealloc, uint64_t seg_bytes)
+{
+    struct wal_options o = opts_of(seg_bytes, prealloc, NULL);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = open_ok(&o, 0, &r, &info);
+    for (int i = 0; i < 10; i++)
+        append_ok(w, 1, 24, 0);
+    cr_assert_eq(wal_size_bytes(w), 3 * 200 + 88);
+    wal_close(w);
+
+    cr_assert_eq(count_segments(), 4);
+    const uint64_t firsts[] = {1, 4, 7, 10};
+    for (size_t i = 0; i < 4; i++) {
+        long long want = prealloc ? (long long)seg_bytes : i < 3 ? 200 : 88;
+        cr_assert_eq(seg_size(firsts[i]), want, "segment %" PRIu64 " size %lld, want %lld",
+                     firsts[i], seg_size(firsts[i]), want);
+    }
+
+    w = open_ok(&o, 0, &r, &info);
+    expect_records(&r, 1, 10);
+    cr_assert_eq(info.segments, 4);
+    cr_assert_eq(info.torn_bytes, 0);
+    cr_assert_eq(wal_size_bytes(w), 3 * 200 + 88);
+    append_ok(w, 1, 24, 0);
+    append_ok(w, 1, 24, 0); /* fills segment 10 */
+    append_ok(w, 10, 24, 0); /* one batch bigger than a segment lands whole */
+    append_ok(w, 1, 24, 0);
+    wal_close(w);
+    cr_assert_eq(seg_size(13), 32 + 10 * 56);
+    cr_assert_eq(seg_size(23), prealloc ? (long long)seg_bytes : 88);
+
+    w = open_ok(&o, 0, &r, &info);
+    expect_records(&r, 1, 23);
+    cr_assert_eq(info.segments, 6);
+    cr_assert_eq(info.torn_bytes, 0);
+    wal_close(w);
+    replay_free(&r);
+}
+
+Test(wal, rotation_by_size_keeps_every_record)
+{
+    rotation_round_trip(false, 200);
+}
+
+Test(wal, rotation_with_preallocation_keeps_every_record)
+{
+    /* 232 leaves 32 zero bytes after three records: a whole zero header */
+    rotation_round_trip(true, 232);
+}
+
+Test(wal, preallocated_segment_with_short_zero_tail_is_not_corruption)
+{
+    /* Regression: 40-byte records in 256-byte preallocated segments leave
+     * 256 - (32 + 5 * 40) = 24 zero bytes at the end of each full segment.
+     * That is unused preallocated space, not a torn record: every record must
+     * be replayed and nothing reported torn. */
+    struct wal_options o = opts_of(256, true, NULL);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = open_ok(&o, 0, &r, &info);
+    for (int i = 0; i < 12; i++)
+        append_ok(w, 1, 8, 0);
+    wal_close(w);
+    cr_assert_eq(seg_size(1), 256, "preallocation did not happen");
+    cr_assert_eq(seg_size(6), 256);
+    cr_assert_eq(seg_size(11), 256);
+
+    char err[512];
+    int rc = try_open(&o, 0, &r, &w, &info, err, sizeof err);
+    cr_assert_eq(rc, 0, "wal_open returned %d (%s): %s", rc, lkv_strerror(rc), err);
+    expect_records(&r, 1, 12);
+    cr_assert_eq(info.torn_bytes, 0);
+    wal_close(w);
+    replay_free(&r);
+}
+
+Test(wal, preallocated_segment_ending_just_before_a_block_boundary_reopens)
+{
+    /* Regression, the store's setup (large preallocated segments, rotated at
+     * checkpoints): 101 records of 40 bytes end at 32 + 4040 = 4072, 24 bytes
+     * before the 4 KiB block boundary; the rest of the 64 KiB is never
+     * written. Reopening must replay everything, report nothing torn, and
+     * keep the preallocation; after a rotation the same segment is a
+     * non-last one and must not be called corrupt. */
+    struct wal_options o = opts_of(64 * 1024, true, NULL);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = open_ok(&o, 0, &r, &info);
+    append_ok(w, 101, 8, 0);
+    wal_close(w);
+    cr_assert_eq(seg_size(1), 64 * 1024, "preallocation did not happen");
+
+    char err[512];
+    int rc = try_open(&o, 0, &r, &w, &info, err, sizeof err);
+    cr_assert_eq(rc, 0, "wal_open returned %d (%s): %s", rc, lkv_strerror(rc), err);
+    expect_records(&r, 1, 101);
+    cr_assert_eq(info.torn_bytes, 0, "unwritten preallocated space reported as a torn tail");
+    cr_assert_eq(seg_size(1), 64 * 1024, "recovery cut the preallocated space");
+    cr_assert_eq(wal_rotate(w), 0);
+    append_ok(w, 1, 8, 0);
+    wal_close(w);
+
+    rc = try_open(&o, 0, &r, &w, &info, err, sizeof err);
+    cr_assert_eq(rc, 0, "wal_open returned %d (%s): %s", rc, lkv_strerror(rc), err);
+    expect_records(&r, 1, 102);
+    wal_close(w);
+    replay_free(&r);
+}
+
+/* Segments 1-3, 4-6 and 7-9, split by wal_rotate. */
+static struct wal *three_rotated_segments(const struct wal_options *o, struct replay *r)
+{
+    struct wal_recovery info;
+    struct wal *w = open_ok(o, 0, r, &info);
+    append_ok(w, 3, 30, 0);
+    cr_assert_eq(wal_rotate(w), 0);
+    cr_assert_eq(wal_rotate(w), 0); /* nothing new since: no empty segment */
+    append_ok(w, 3, 30, 0);
+    cr_assert_eq(wal_rotate(w), 0);
+    append_ok(w, 3, 30, 0);
+    cr_assert_eq(count_segments(), 3);
+    cr_assert_gt(seg_size(1), 0);
+    cr_assert_gt(seg_size(4), 0);
+    cr_assert_gt(seg_size(7), 0);
+    return w;
+}
+
+Test(wal, drop_prefix_deletes_exactly_the_covered_segments)
+{
+    struct wal_options o = opts_of(BIG_SEGMENT, false, NULL);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = three_rotated_segments(&o, &r);
+    uint64_t seg_bytes = (uint64_t)seg_size(4);
+
+    cr_assert_eq(wal_drop_prefix(w, 5), 0); /* segment 4 still holds 6 */
+    cr_assert_eq(seg_size(1), -1);
+    cr_assert_gt(seg_size(4), 0);
+    cr_assert_gt(seg_size(7), 0);
+    cr_assert_eq(wal_size_bytes(w), 2 * seg_bytes);
+
+    cr_assert_eq(wal_drop_prefix(w, 6), 0);
+    cr_assert_eq(seg_size(4), -1);
+    cr_assert_gt(seg_size(7), 0);
+
+    cr_assert_eq(wal_drop_prefix(w, 9), 0); /* the segment being appended to stays */
+    cr_assert_gt(seg_size(7), 0);
+    cr_assert_eq(count_segments(), 1);
+    append_ok(w, 1, 30, 0);
+    wal_close(w);
+
+    w = open_ok(&o, 6, &r, &info);
+    expect_records(&r, 7, 4);
+    cr_assert_eq(info.segments, 1);
+    wal_close(w);
+
+    /* the dropped records are really gone: a snapshot not covering them is refused */
+    char err[512];
+    cr_assert_eq(try_open(&o, 0, &r, &w, &info, err, sizeof err), LKV_ECORRUPT);
+    replay_free(&r);
+}
+
+Test(wal, drop_prefix_after_rotate_deletes_the_active_segment)
+{
+    struct wal_options o = opts_of(BIG_SEGMENT, false, NULL);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = three_rotated_segments(&o, &r);
+    cr_assert_eq(wal_rotate(w), 0);
+    cr_assert_eq(wal_drop_prefix(w, 9), 0);
+    cr_assert_eq(count_segments(), 0);
+    cr_assert_eq(wal_size_bytes(w), 0);
+    cr_assert_eq(wal_last_index(w), 9);
+    append_ok(w, 2, 30, 0);
+    cr_assert_gt(seg_size(10), 0);
+    wal_close(w);
+
+    w = open_ok(&o, 9, &r, &info);
+    expect_records(&r, 10, 2);
+    wal_close(w);
+    replay_free(&r);
+}
+
+Test(wal, drop_prefix_is_not_blocked_by_an_empty_segment)
+{
+    /* Segment 4 was created (header only) before a crash; the snapshot loaded
+     * at open covers up to 10, so appends go to a new segment 11. Segment 4
+     * has no records, so it is covered by any snapshot: dropping up to 11
+     * must delete 4 and 11 and keep only the segment being appended to. */
+    struct seg s;
+    seg_begin(&s, 1);
+    seg_batch(&s, 1, 3, 10, 0);
+    seg_write(&s);
+    seg_begin(&s, 4);
+    seg_write(&s);
+
+    struct wal_options o = opts_of(BIG_SEGMENT, false, NULL);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = open_ok(&o, 10, &r, &info);
+    cr_assert_eq(wal_last_index(w), 10);
+    append_ok(w, 1, 10, 0);
+    cr_assert_eq(wal_rotate(w), 0);
+    append_ok(w, 1, 10, 0);
+    cr_assert_gt(seg_size(11), 0);
+    cr_assert_gt(seg_size(12), 0);
+
+    cr_assert_eq(wal_drop_prefix(w, 11), 0);
+    cr_assert_eq(seg_size(11), -1, "segment 11 (records 11..11) is covered but was kept");
+    cr_assert_eq(seg_size(4), -1, "empty segment 4 was kept");
+    cr_assert_gt(seg_size(12), 0);
+    wal_close(w);
+    replay_free(&r);
+}
+
+Test(wal, open_deletes_segments_covered_by_after_index)
+{
+    struct wal_options o = opts_of(200, false, NULL);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = open_ok(&o, 0, &r, &info);
+    for (int i = 0; i < 10; i++)
+        append_ok(w, 1, 24, 0); /* segments 1, 4, 7, 10 */
+    wal_close(w);
+
+    w = open_ok(&o, 3, &r, &info);
+    expect_records(&r, 4, 7);
+    cr_assert_eq(seg_size(1), -1);
+    cr_assert_eq(count_segments(), 3);
+    cr_assert_eq(info.segments, 3);
+    wal_close(w);
+
+    /* 6 ends segment 4; segment 7 starts the part still needed */
+    w = open_ok(&o, 6, &r, &info);
+    expect_records(&r, 7, 4);
+    cr_assert_eq(seg_size(4), -1);
+    cr_assert_gt(seg_size(7), 0);
+    cr_assert_eq(info.segments, 2);
+    wal_close(w);
+
+    /* 8 is inside segment 7: segment 7 is still needed and stays */
+    w = open_ok(&o, 8, &r, &info);
+    expect_records(&r, 9, 2);
+    cr_assert_gt(seg_size(7), 0);
+    cr_assert_gt(seg_size(10), 0);
+    wal_close(w);
+    replay_free(&r);
+}
+
+/* ==== torn tails ==== */
+
+enum tail_damage { CUT, ZEROS, GARBAGE };
+static const char *const damage_names[] = {"cut", "zeros", "garbage"};
+
+/* Batch [1,2,3] then batch [4]; record 4 is damaged from its byte k on. */
+static void torn_tail_case(enum tail_damage how, size_t k)
+{
+    snprintf(ctx, sizeof ctx, "%s from byte %zu of the last record", damage_names[how], k);
+    clear_dir();
+    memset(model, 0, sizeof model);
+    struct seg s;
+    seg_begin(&s, 1);
+    seg_batch(&s, 1, 3, 21, 0);
+    size_t p = seg_rec(&s, 4, 0, 40, 0);
+    size_t full = s.len;
+    if (how == CUT)
+        s.len = p + k;
+    for (size_t i = p + k; how != CUT && i < full; i++)
+        s.p[i] = how == ZEROS ? (uint8_t)0 : garbage_byte(i);
+    /* an all-zero record is preallocated space, not a torn write */
+    bool zero_tail = how == ZEROS && is_zero(s.p + p, full - p);
+    seg_write(&s);
+
+    struct wal_options o = opts_of(BIG_SEGMENT, false, NULL);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = open_ok(&o, 0, &r, &info);
+    expect_records(&r, 1, 3);
+    cr_assert_eq(wal_last_index(w), 3, "%s", ctx);
+    uint64_t want_torn = how == CUT ? k : zero_tail ? 0 : full - p;
+    cr_assert_eq(info.torn_bytes, want_torn, "%s: torn_bytes %" PRIu64 ", want %" PRIu64, ctx,
+                 info.torn_bytes, want_torn);
+    long long want_size = zero_tail ? (long long)full : (long long)p;
+    cr_assert_eq(seg_size(1), want_size, "%s: file is %lld bytes, want %lld", ctx, seg_size(1),
+                 want_size);
+
+    /* a shorter record now: anything stale after it would show on reopen */
+    append_ok(w, 1, 8, 1);
+    wal_close(w);
+    w = open_ok(&o, 0, &r, &info);
+    expect_records(&r, 1, 4);
+    cr_assert_eq(info.torn_bytes, 0, "%s: stale bytes after the new record", ctx);
+    wal_close(w);
+    replay_free(&r);
+}
+
+Test(wal, torn_tail_truncated_at_every_offset)
+{
+    /* The crash cut the file inside the last record (or right before it):
+     * recovery keeps records 1-3, cuts the partial record, and appending
+     * continues at 4. */
+    for (size_t k = 0; k < WAL_REC_HDR_SIZE + 40; k++)
+        torn_tail_case(CUT, k);
+}
+
+Test(wal, torn_tail_zeroed_at_every_offset)
+{
+    /* The last record's pages reached the disk only in part, the rest reads
+     * as zeros (as in preallocated space): same outcome as a cut. */
+    for (size_t k = 0; k < WAL_REC_HDR_SIZE + 40; k++)
+        torn_tail_case(ZEROS, k);
+}
+
+Test(wal, torn_tail_with_garbage_at_every_offset)
+{
+    /* The end of the last record holds garbage: it is cut off like a torn write. */
+    for (size_t k = 0; k < WAL_REC_HDR_SIZE + 40; k++)
+        torn_tail_case(GARBAGE, k);
+}
+
+Test(wal, torn_tail_is_logged_as_a_warning)
+{
+    /* A cut-off record is reported at warn level with the file and offset. */
+    struct seg s;
+    seg_begin(&s, 1);
+    seg_batch(&s, 1, 2, 10, 0);
+    size_t p = seg_rec(&s, 3, 0, 10, 0);
+    s.len = p + 20;
+    seg_write(&s);
+
+    char logpath[128];
+    snprintf(logpath, sizeof logpath, "%s/stderr.txt", tmp_dir);
+    int fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert_geq(fd, 0);
+    int saved = dup(STDERR_FILENO);
+    cr_assert_geq(saved, 0);
+    cr_assert_geq(dup2(fd, STDERR_FILENO), 0);
+    log_threshold = LOG_LVL_WARN;
+
+    struct wal_options o = opts_of(BIG_SEGMENT, false, NULL);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w;
+    char err[512];
+    int rc = try_open(&o, 0, &r, &w, &info, err, sizeof err);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(fd);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert_eq(info.torn_bytes, 20);
+    wal_close(w);
+    replay_free(&r);
+
+    char text[4096] = {0};
+    FILE *f = fopen(logpath, "r");
+    cr_assert_not_null(f);
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    cr_assert_gt(n, 0, "nothing was logged");
+    char path[512], off[64];
+    seg_file(1, path, sizeof path);
+    snprintf(off, sizeof off, "offset=%zu ", p);
+    cr_assert_not_null(strstr(text, "level=warn"), "log: %s", text);
+    cr_assert_not_null(strstr(text, "event=torn_tail"), "log: %s", text);
+    cr_assert_not_null(strstr(text, path), "log: %s", text);
+    cr_assert_not_null(strstr(text, off), "log: %s", text);
+}
+
+/* Batch [1,2,3], then batch [4,5,6] whose record `victim` gets `damage`. */
+static void torn_batch_case(uint64_t victim, size_t byte, int damage)
+{
+    clear_dir();
+    memset(model, 0, sizeof model);
+    struct seg s;
+    seg_begin(&s, 1);
+    seg_batch(&s, 1, 3, 15, 0);
+    size_t p4 = seg_rec(&s, 4, 0, 30, 0);
+    size_t p5 = seg_rec(&s, 5, 1, 30, 0);
+    seg_rec(&s, 6, 2, 30, 0);
+    size_t at = victim == 4 ? p4 : p5, rec = WAL_REC_HDR_SIZE + 30;
+    if (damage == 0)
+        s.p[at + byte] ^= 0xFF;
+    for (size_t i = 0; damage != 0 && i < rec; i++)
+        s.p[at + i] = damage == 1 ? (uint8_t)0 : garbage_byte(i);
+    size_t full = s.len;
+    seg_write(&s);
+
+    struct wal_options o = opts_of(BIG_SEGMENT, false, NULL);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = open_ok(&o, 0, &r, &info);
+    expect_records(&r, 1, victim - 1);
+    cr_assert_eq(info.torn_bytes, full - at, "%s: torn_bytes %" PRIu64, ctx, info.torn_bytes);
+    cr_assert_eq(seg_size(1), (long long)at, "%s", ctx);
+    append_ok(w, 2, 8, 1);
+    wal_close(w);
+    w = open_ok(&o, 0, &r, &info);
+    expect_records(&r, 1, victim + 1);
+    cr_assert_eq(info.torn_bytes, 0, "%s", ctx);
+    wal_close(w);
+    replay_free(&r);
+}
+
+Test(wal, torn_batch_with_damaged_first_record_is_a_torn_tail)
+{
+    /* Power loss wrote the pages of batch [4,5,6] out of order: record 4 is
+     * damaged, 5 and 6 are intact. Those belong to the same unfinished batch,
+     * so this is a torn tail, not corruption: recovery keeps 1-3 and cuts
+     * from record 4 on. */
+    for (size_t b = 0; b < WAL_REC_HDR_SIZE + 30; b++) {
+        snprintf(ctx, sizeof ctx, "record 4 byte %zu flipped", b);
+        torn_batch_case(4, b, 0);
+    }
+    snprintf(ctx, sizeof ctx, "record 4 zeroed");
+    torn_batch_case(4, 0, 1);
+    snprintf(ctx, sizeof ctx, "record 4 garbage");
+    torn_batch_case(4, 0, 2);
+}
+
+Test(wal, torn_batch_with_damaged_middle_record_keeps_the_intact_prefix)
+{
+    /* Record 5 of batch [4,5,6] is damaged, 6 intact: a torn tail starting
+     * at 5; record 4 is whole and stays. */
+    for (size_t b = 0; b < WAL_REC_HDR_SIZE + 30; b += 5) {
+        snprintf(ctx, sizeof ctx, "record 5 byte %zu flipped", b);
+        torn_batch_case(5, b, 0);
+    }
+    snprintf(ctx, sizeof ctx, "record 5 zeroed");
+    torn_batch_case(5, 0, 1);
+}
+
+/* ==== corruption ==== */
+
+/* Asserts that opening the log fails with `want`, that err names segment
+ * `first` (and `offset N:` when off is not SIZE_MAX), and that no file was
+ * created, deleted or resized. */
+static void expect_refused(int want, uint64_t first, size_t off)
+{
+    char before[4096], after[4096], err[512], path[512];
+    listing(before, sizeof before);
+    struct wal_options o = opts_of(BIG_SEGMENT, false, NULL);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w;
+    int rc = try_open(&o, 0, &r, &w, &info, err, sizeof err);
+    replay_free(&r);
+    bool opened = w != NULL;
+    wal_close(w); /* NULL unless the open wrongly succeeded */
+    cr_assert_eq(rc, want, "%s: wal_open returned %d (%s), want %d (%s); err: %s", ctx, rc,
+                 lkv_strerror(rc), want, lkv_strerror(want), err);
+    cr_assert(!opened, "%s: a failed open handed out a log", ctx);
+    seg_file(first, path, sizeof path);
+    cr_assert_not_null(strstr(err, path), "%s: error does not name %s: %s", ctx, path, err);
+    if (off != SIZE_MAX) {
+        char o_text[64];
+        snprintf(o_text, sizeof o_text, "offset %zu:", off);
+        cr_assert_not_null(strstr(err, o_text), "%s: error does not say '%s': %s", ctx, o_text,
+                           err);
+    }
+    listing(after, sizeof after);
+    cr_assert_str_eq(after, before, "%s: recovery changed the directory", ctx);
+}
+
+Test(wal, damaged_record_before_a_later_batch_is_corruption)
+{
+    /* Batches [1,2,3], [4], [5,6]. Record 2 or 4 is damaged, and a batch that
+     * was only written after it was durable follows: acknowledged data is
+     * lost, so recovery must refuse the log, name the file and the record's
+     * offset, and leave every file as it was. */
+    for (uint64_t victim = 2; victim <= 4; victim += 2) {
+        for (size_t b = 0; b < WAL_REC_HDR_SIZE + 25; b++) {
+            snprintf(ctx, sizeof ctx, "record %" PRIu64 " byte %zu flipped", victim, b);
+            clear_dir();
+            struct seg s;
+            seg_begin(&s, 1);
+            size_t p1 = seg_batch(&s, 1, 3, 25, 0);
+            size_t p4 = seg_batch(&s, 4, 1, 25, 0);
+            seg_batch(&s, 5, 2, 25, 0);
+            size_t at = victim == 2 ? p1 + WAL_REC_HDR_SIZE + 25 : p4;
+            s.p[at + b] ^= 0xFF;
+            seg_write(&s);
+            expect_refused(LKV_ECORRUPT, 1, at);
+        }
+    }
+}
+
+Test(wal, damaged_record_in_a_non_last_segment_is_corruption)
+{
+    /* Segment 1 holds [1,2] and [3], segment 4 holds [4,5]. Any damage to
+     * record 3, even what looks like a torn tail, is corruption: segment 4
+     * was only started after segment 1 was complete. */
+    for (int how = 0; how < 3; how++) {
+        snprintf(ctx, sizeof ctx, "record 3 %s", how == 0 ? "flipped" : how == 1 ? "zeroed" : "cut");
+        clear_dir();
+        struct seg s;
+        seg_begin(&s, 1);
+        seg_batch(&s, 1, 2, 20, 0);
+        size_t p3 = seg_batch(&s, 3, 1, 20, 0);
+        if (how == 0)
+            s.p[p3 + 40] ^= 0x01;
+        if (how == 1)
+            memset(s.p + p3, 0, s.len - p3);
+        if (how == 2)
+            s.len = p3 + 30;
+        seg_write(&s);
+        seg_begin(&s, 4);
+        seg_batch(&s, 4, 2, 20, 0);
+        seg_write(&s);
+        /* zeros read as unused preallocated space, so the damage shows as
+         * segment 4 starting past the end of segment 1 */
+        if (how == 1)
+            expect_refused(LKV_ECORRUPT, 4, SIZE_MAX);
+        else
+            expect_refused(LKV_ECORRUPT, 1, p3);
+    }
+}
+
+/* ==== segment headers and gaps ==== */
+
+Test(wal, torn_segment_creation_is_removed)
+{
+    /* A crash while segment 4 was being created (file empty, header partly
+     * written, zeros from preallocation, or a damaged header) with no record
+     * after it: recovery deletes segment 4 and the log ends at 3. */
+    uint8_t good[WAL_SEG_HDR_SIZE];
+    wal_seg_hdr_encode(good, 4);
+    static uint8_t buf[4096];
+    for (int v = 0; v < 6; v++) {
+        size_t len = 0;
+        memset(buf, 0, sizeof buf);
+        switch (v) {
+        case 0: len = 0; break;
+        case 1: memcpy(buf, good, 17); len = 17; break;
+        case 2: len = WAL_SEG_HDR_SIZE; break;
+        case 3: len = sizeof buf; break;
+        case 4: memcpy(buf, good, sizeof good); buf[20] ^= 0x10; len = sizeof good; break;
+        case 5:
+            memcpy(buf, good, sizeof good);
+            buf[29] ^= 0x01;
+            len = sizeof buf;
+            break;
+        }
+        snprintf(ctx, sizeof ctx, "segment 4 variant %d (%zu bytes)", v, len);
+        clear_dir();
+        memset(model, 0, sizeof model);
+        struct seg s;
+        seg_begin(&s, 1);
+        seg_batch(&s, 1, 3, 20, 0);
+        seg_write(&s);
+        write_raw(4, buf, len);
+
+        struct wal_options o = opts_of(BIG_SEGMENT, false, NULL);
+        struct replay r = {0};
+        struct wal_recovery info;
+        struct wal *w = open_ok(&o, 0, &r, &info);
+        expect_records(&r, 1, 3);
+        cr_assert_eq(seg_size(4), -1, "%s: segment 4 was not removed", ctx);
+        cr_assert_eq(info.segments, 1, "%s", ctx);
+        cr_assert_eq(wal_last_index(w), 3, "%s", ctx);
+        append_ok(w, 1, 20, 1);
+        wal_close(w);
+        w = open_ok(&o, 0, &r, &info);
+        expect_records(&r, 1, 4);
+        wal_close(w);
+        replay_free(&r);
+    }
+}
+
+Test(wal, torn_creation_of_the_only_segment_is_removed)
+{
+    /* The very first segment was never completed: the log is empty. */
+    uint8_t zeros[100] = {0};
+    write_raw(1, zeros, sizeof zeros);
+    struct wal_options o = opts_of(BIG_SEGMENT, false, NULL);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = open_ok(&o, 0, &r, &info);
+    cr_assert_eq(r.n, 0);
+    cr_assert_eq(count_segments(), 0);
+    cr_assert_eq(wal_last_index(w), 0);
+    append_ok(w, 2, 5, 0);
+    wal_close(w);
+    w = open_ok(&o, 0, &r, &info);
+    expect_records(&r, 1, 2);
+    wal_close(w);
+    replay_free(&r);
+}
+
+/* Segment 1 holds [1,2,3]; segment 4 a damaged header then `batches`
+ * batches: [4,5] and, if asked, [6]. */
+static void damaged_header_case(int how, int batches)
+{
+    clear_dir();
+    struct seg s;
+    seg_begin(&s, 1);
+    seg_batch(&s, 1, 3, 20, 0);
+    seg_write(&s);
+    seg_begin(&s, 4);
+    seg_batch(&s, 4, 2, 20, 0);
+    if (batches > 1)
+        seg_batch(&s, 6, 1, 20, 0);
+    if (how == 0)
+        s.p[18] ^= 0x04; /* first index: crc mismatch */
+    if (how == 1)
+        memset(s.p, 0, WAL_SEG_HDR_SIZE);
+    if (how == 2)
+        s.p[2] = 'X'; /* magic */
+    seg_write(&s);
+    expect_refused(LKV_ECORRUPT, 4, 0);
+}
+
+Test(wal, damaged_segment_header_before_one_batch_is_corruption)
+{
+    /* A segment's header is durable before any record goes into it, so a
+     * damaged header followed by a valid record is damage to durable data,
+     * not a crash during creation: refuse, delete nothing. */
+    for (int how = 0; how < 3; how++) {
+        snprintf(ctx, sizeof ctx, "header damage %d, one batch after it", how);
+        damaged_header_case(how, 1);
+    }
+}
+
+Test(wal, damaged_segment_header_before_two_batches_is_corruption)
+{
+    /* As above, with a second batch after the first. */
+    for (int how = 0; how < 3; how++) {
+        snprintf(ctx, sizeof ctx, "header damage %d, two batches after it", how);
+        damaged_header_case(how, 2);
+    }
+}
+
+Test(wal, damaged_header_of_a_non_last_segment_is_corruption)
+{
+    /* Segment 1's header is damaged (with its records after it, or as an
+     * unfinished creation with none) and segment 4 follows: only the last
+     * segment can be a crash's leftover, so refuse and delete nothing. */
+    for (int with_records = 0; with_records < 2; with_records++) {
+        snprintf(ctx, sizeof ctx, "segment 1 %s records", with_records ? "with" : "without");
+        clear_dir();
+        struct seg s;
+        seg_begin(&s, 1);
+        if (with_records)
+            seg_batch(&s, 1, 3, 20, 0);
+        s.p[9] ^= 0x01;
+        seg_write(&s);
+        seg_begin(&s, 4);
+        seg_batch(&s, 4, 1, 20, 0);
+        seg_write(&s);
+        expect_refused(LKV_ECORRUPT, 1, 0);
+    }
+}
+
+/* A segment header written by a future format version: intact crc. */
+static void set_version(uint8_t *hdr, uint32_t version)
+{
+    put_le32(hdr + 8, version);
+    put_le32(hdr + 28, crc32c(hdr, 28));
+}
+
+Test(wal, unsupported_version_is_eformat_and_nothing_is_deleted)
+{
+    /* A newer program's segment is refused with LKV_EFORMAT, never mistaken
+     * for a torn creation and deleted, with or without records in it. */
+    for (int with_records = 0; with_records < 2; with_records++) {
+        snprintf(ctx, sizeof ctx, "version 2 segment %s records", with_records ? "with" : "without");
+        clear_dir();
+        struct seg s;
+        seg_begin(&s, 1);
+        seg_batch(&s, 1, 3, 20, 0);
+        seg_write(&s);
+        seg_begin(&s, 4);
+        if (with_records)
+            seg_batch(&s, 4, 2, 20, 0);
+        set_version(s.p, 2);
+        seg_write(&s);
+        expect_refused(LKV_EFORMAT, 4, SIZE_MAX);
+    }
+    snprintf(ctx, sizeof ctx, "version 2 in the first of two segments");
+    clear_dir();
+    struct seg s;
+    seg_begin(&s, 1);
+    seg_batch(&s, 1, 3, 20, 0);
+    set_version(s.p, 2);
+    seg_write(&s);
+    seg_begin(&s, 4);
+    seg_batch(&s, 4, 2, 20, 0);
+    seg_write(&s);
+    expect_refused(LKV_EFORMAT, 1, SIZE_MAX);
+}
+
+/* Segments 1 [1-3], 4 [4-6], 7 [7-9]. */
+static void three_hand_segments(void)
+{
+    for (uint64_t first = 1; first <= 7; first += 3) {
+        struct seg s;
+        seg_begin(&s, first);
+        seg_batch(&s, first, 3, 20, 0);
+        seg_write(&s);
+    }
+}
+
+Test(wal, missing_middle_segment_is_corruption)
+{
+    /* Segment 4 is gone: records 4-6 are missing between 3 and 7. */
+    three_hand_segments();
+    char path[512];
+    seg_file(4, path, sizeof path);
+    cr_assert_eq(unlink(path), 0);
+    expect_refused(LKV_ECORRUPT, 7, SIZE_MAX);
+}
+
+Test(wal, missing_first_segment_is_corruption)
+{
+    /* Segment 1 is gone and no snapshot covers 1-3. */
+    three_hand_segments();
+    char path[512];
+    seg_file(1, path, sizeof path);
+    cr_assert_eq(unlink(path), 0);
+    expect_refused(LKV_ECORRUPT, 4, SIZE_MAX);
+}
+
+Test(wal, header_disagreeing_with_the_file_name_is_corruption)
+{
+    /* log-...4.seg holds records 4-6 but its (intact) header says 5: the
+     * file was renamed or mixed up, refuse it. */
+    three_hand_segments();
+    struct seg s;
+    seg_begin(&s, 4);
+    seg_batch(&s, 4, 3, 20, 0);
+    s.p[16] = 5;
+    put_le32(s.p + 28, crc32c(s.p, 28));
+    seg_write(&s);
+    expect_refused(LKV_ECORRUPT, 4, 16);
+}
+
+Test(wal, record_out_of_sequence_is_corruption)
+{
+    /* Intact records whose indexes skip (1, 2, 4) or repeat (1, 2, 2): the
+     * log cannot be trusted, refuse it and name the out-of-place record. */
+    for (int repeat = 0; repeat < 2; repeat++) {
+        snprintf(ctx, sizeof ctx, "third record %s", repeat ? "repeats 2" : "skips to 4");
+        clear_dir();
+        struct seg s;
+        seg_begin(&s, 1);
+        seg_batch(&s, 1, 2, 20, 0);
+        size_t at = seg_batch(&s, repeat ? 2 : 4, 1, 20, 0);
+        seg_write(&s);
+        expect_refused(LKV_ECORRUPT, 1, at);
+    }
+}
+
+/* ==== suffix truncation ==== */
+
+Test(wal, truncate_suffix_in_the_middle_of_a_segment)
+{
+    struct wal_options o = opts_of(BIG_SEGMENT, false, NULL);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = open_ok(&o, 0, &r, &info);
+    append_ok(w, 2, 10, 0);
+    append_ok(w, 3, 30, 0);
+    append_ok(w, 2, 0, 0);
+    cr_assert_eq(wal_truncate_suffix(w, 4), 0); /* inside batch [3,4,5] */
+    cr_assert_eq(wal_last_index(w), 3);
+    long long want = WAL_SEG_HDR_SIZE + 2 * (WAL_REC_HDR_SIZE + 10) + WAL_REC_HDR_SIZE + 30;
+    cr_assert_eq(seg_size(1), want);
+    cr_assert_eq(wal_size_bytes(w), (uint64_t)want);
+    append_ok(w, 2, 7, 1);
+    wal_close(w);
+
+    w = open_ok(&o, 0, &r, &info);
+    expect_records(&r, 1, 5);
+    cr_assert_eq(info.torn_bytes, 0);
+    wal_close(w);
+    replay_free(&r);
+}
+
+Test(wal, truncate_suffix_past_the_end_changes_nothing)
+{
+    struct wal_options o = opts_of(BIG_SEGMENT, false, NULL);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = open_ok(&o, 0, &r, &info);
+    append_ok(w, 3, 10, 0);
+    long long size = seg_size(1);
+    cr_assert_eq(wal_truncate_suffix(w, 4), 0);
+    cr_assert_eq(wal_truncate_suffix(w, 50), 0);
+    cr_assert_eq(wal_last_index(w), 3);
+    cr_assert_eq(seg_size(1), size);
+    append_ok(w, 1, 10, 0);
+    wal_close(w);
+    w = open_ok(&o, 0, &r, &info);
+    expect_records(&r, 1, 4);
+    wal_close(w);
+    replay_free(&r);
+}
+
+/* Ten records in segments 1, 4, 7, 10; truncate from `from`; append two
+ * records; reopen. */
+static void truncate_across(uint64_t from)
+{
+    snprintf(ctx, sizeof ctx, "truncate_suffix(%" PRIu64 ")", from);
+    struct wal_options o = opts_of(200, false, NULL);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = open_ok(&o, 0, &r, &info);
+    for (int i = 0; i < 10; i++)
+        append_ok(w, 1, 24, 0);
+    int rc = wal_truncate_suffix(w, from);
+    cr_assert_eq(rc, 0, "%s returned %d (%s)", ctx, rc, lkv_strerror(rc));
+    cr_assert_eq(wal_last_index(w), from - 1);
+    /* no segment may start past the cut, and the one holding from-1 ends at it */
+    for (uint64_t first = 1; first <= 10; first += 3) {
+        if (first > from)
+            cr_assert_eq(seg_size(first), -1, "%s: segment %" PRIu64 " survived", ctx, first);
+        if (first == from)
+            cr_assert(seg_size(first) == -1 || seg_size(first) == WAL_SEG_HDR_SIZE,
+                      "%s: segment %" PRIu64 " still holds records", ctx, first);
+    }
+    uint64_t holder = (from - 2) / 3 * 3 + 1;
+    long long want = WAL_SEG_HDR_SIZE + (long long)(from - holder) * 56;
+    cr_assert_eq(seg_size(holder), want, "%s: segment %" PRIu64 " is %lld bytes, want %lld", ctx,
+                 holder, seg_size(holder), want);
+    append_ok(w, 2, 24, 1);
+    wal_close(w);
+
+    w = open_ok(&o, 0, &r, &info);
+    expect_records(&r, 1, from + 1);
+    cr_assert_eq(info.torn_bytes, 0, "%s", ctx);
+    wal_close(w);
+    replay_free(&r);
+}
+
+Test(wal, truncate_suffix_across_several_segments)
+{
+    /* from 5 (inside segment 4, removes 7 and 10) and from 2 (inside segment 1) */
+    truncate_across(5);
+    clear_dir();
+    memset(model, 0, sizeof model);
+    truncate_across(2);
+}
+
+Test(wal, truncate_suffix_at_a_segment_first_index)
+{
+    /* from 7 is exactly where segment 7 begins: 1-6 stay, 7-10 go, and the
+     * next append gets index 7. Same for 4 and 10. */
+    const uint64_t froms[] = {7, 4, 10};
+    for (size_t i = 0; i < 3; i++) {
+        clear_dir();
+        memset(model, 0, sizeof model);
+        truncate_across(froms[i]);
+    }
+}
+
+/* ==== injected faults ==== */
+
+Test(wal, failed_fdatasync_is_fatal_and_never_retried)
+{
+    struct wal_options o = opts_of(BIG_SEGMENT, false, &fio);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = open_ok(&o, 0, &r, &info);
+    append_ok(w, 2, 10, 0);
+    arm(OP_FDATASYNC, 0, 1, EIO);
+    uint64_t first = 0;
+    cr_assert_eq(try_append(w, 1, 10, 0, 1, &first), LKV_EFATAL);
+    cr_assert_eq(faults[OP_FDATASYNC].count, 0, "the injected failure was not reached");
+    int syncs = faults[OP_FDATASYNC].calls, writes = faults[OP_PWRITEV].calls;
+
+    /* the fault is gone, but the log must stay refused */
+    cr_assert_eq(try_append(w, 1, 10, 0, 1, &first), LKV_EFATAL);
+    cr_assert_eq(try_append(w, 3, 10, 0, 1, &first), LKV_EFATAL);
+    cr_assert_eq(wal_rotate(w), LKV_EFATAL);
+    cr_assert_eq(wal_truncate_suffix(w, 2), LKV_EFATAL);
+    cr_assert_eq(faults[OP_FDATASYNC].calls, syncs, "fdatasync was retried");
+    cr_assert_eq(faults[OP_PWRITEV].calls, writes, "a refused log was written to");
+    cr_assert_eq(wal_last_index(w), 2);
+    wal_close(w);
+    replay_free(&r);
+}
+
+Test(wal, failed_fdatasync_while_creating_a_segment_is_fatal)
+{
+    struct wal_options o = opts_of(BIG_SEGMENT, false, &fio);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = open_ok(&o, 0, &r, &info);
+    /* the first fdatasync is the new segment's header: it must come before
+     * any record is written into the segment */
+    arm(OP_FDATASYNC, 0, 1, EIO);
+    uint64_t first = 0;
+    cr_assert_eq(try_append(w, 1, 10, 0, 1, &first), LKV_EFATAL);
+    cr_assert_eq(faults[OP_PWRITEV].calls, 0, "records written before the segment was durable");
+    cr_assert_eq(try_append(w, 1, 10, 0, 1, &first), LKV_EFATAL);
+    cr_assert_eq(faults[OP_FDATASYNC].calls, 1, "fdatasync was retried");
+    cr_assert_eq(wal_last_index(w), 0);
+    wal_close(w);
+    replay_free(&r);
+}
+
+Test(wal, failed_pwritev_with_eio_is_fatal)
+{
+    struct wal_options o = opts_of(BIG_SEGMENT, false, &fio);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = open_ok(&o, 0, &r, &info);
+    append_ok(w, 1, 10, 0);
+    arm(OP_PWRITEV, 0, 1, EIO);
+    uint64_t first = 0;
+    cr_assert_eq(try_append(w, 1, 10, 0, 1, &first), LKV_EFATAL);
+    cr_assert_eq(try_append(w, 1, 10, 0, 1, &first), LKV_EFATAL);
+    wal_close(w);
+    replay_free(&r);
+}
+
+/* Records 1-3 are durable; a 3-record batch of 100-byte payloads fails with
+ * ENOSPC (after `short_bytes` of it were written, if nonzero). */
+static void enospc_case(size_t short_bytes)
+{
+    struct wal_options o = opts_of(BIG_SEGMENT, false, &fio);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = open_ok(&o, 0, &r, &info);
+    append_ok(w, 3, 40, 0);
+    long long before = seg_size(1);
+
+    pwritev_short = short_bytes;
+    arm(OP_PWRITEV, short_bytes ? 1 : 0, -1, ENOSPC);
+    uint64_t first = 0;
+    cr_assert_eq(try_append(w, 3, 100, 9, 1, &first), LKV_ENOSPC);
+    cr_assert_eq(try_append(w, 1, 100, 9, 1, &first), LKV_ENOSPC, "still full");
+    cr_assert_eq(wal_last_index(w), 3);
+    cr_assert_eq(seg_size(1), before, "the failed batch's bytes were left in the file");
+    cr_assert_eq(wal_size_bytes(w), (uint64_t)before);
+    disarm(OP_PWRITEV);
+
+    /* a crash now: the failed batch must not come back */
+    struct wal_options plain = opts_of(BIG_SEGMENT, false, NULL);
+    struct wal *w2 = open_ok(&plain, 0, &r, &info);
+    expect_records(&r, 1, 3);
+    cr_assert_eq(info.torn_bytes, 0);
+    wal_close(w2);
+
+    /* space is back: the same log object appends again, at index 4 */
+    append_ok(w, 1, 10, 1);
+    wal_close(w);
+    w = open_ok(&o, 0, &r, &info);
+    expect_records(&r, 1, 4);
+    cr_assert_eq(info.torn_bytes, 0);
+    wal_close(w);
+    replay_free(&r);
+}
+
+Test(wal, pwritev_enospc_leaves_no_trace)
+{
+    enospc_case(0);
+}
+
+Test(wal, pwritev_enospc_after_a_short_write_leaves_no_trace)
+{
+    /* the first record (132 bytes) and half of the second reached the file */
+    enospc_case(WAL_REC_HDR_SIZE + 100 + 66);
+}
+
+Test(wal, fallocate_enospc_on_a_new_segment_is_recoverable)
+{
+    /* 3 records of 56 bytes fill a 232-byte segment; the 4th needs a new one */
+    struct wal_options o = opts_of(232, true, &fio);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = open_ok(&o, 0, &r, &info);
+    append_ok(w, 3, 24, 0);
+    arm(OP_FALLOCATE, 0, -1, ENOSPC);
+    uint64_t first = 0;
+    cr_assert_eq(try_append(w, 1, 24, 9, 1, &first), LKV_ENOSPC);
+    cr_assert_eq(try_append(w, 1, 24, 9, 1, &first), LKV_ENOSPC);
+    cr_assert_gt(faults[OP_FALLOCATE].calls, 0, "fallocate was never called");
+    cr_assert_eq(seg_size(4), -1, "the failed segment was left behind");
+    cr_assert_eq(count_segments(), 1);
+    cr_assert_eq(wal_last_index(w), 3);
+    disarm(OP_FALLOCATE);
+
+    append_ok(w, 1, 24, 1);
+    cr_assert_eq(seg_size(4), 232);
+    wal_close(w);
+    w = open_ok(&o, 0, &r, &info);
+    expect_records(&r, 1, 4);
+    wal_close(w);
+    replay_free(&r);
+}
+
+Test(wal, segment_header_write_enospc_is_recoverable)
+{
+    struct wal_options o = opts_of(BIG_SEGMENT, false, &fio);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = open_ok(&o, 0, &r, &info);
+    arm(OP_PWRITE, 0, 1, ENOSPC);
+    uint64_t first = 0;
+    cr_assert_eq(try_append(w, 1, 24, 9, 1, &first), LKV_ENOSPC);
+    cr_assert_eq(count_segments(), 0);
+    append_ok(w, 2, 24, 0);
+    wal_close(w);
+    w = open_ok(&o, 0, &r, &info);
+    expect_records(&r, 1, 2);
+    wal_close(w);
+    replay_free(&r);
+}
+
+Test(wal, read_error_during_open_is_eio_and_deletes_nothing)
+{
+    /* Segments 1, 4 (and a torn tail in 7 that must not be cut either) */
+    three_hand_segments();
+    char path[512];
+    seg_file(7, path, sizeof path);
+    cr_assert_eq(truncate(path, seg_size(7) - 10), 0);
+    struct wal_options o = opts_of(BIG_SEGMENT, false, &fio);
+    for (int skip = 0; skip < 3; skip++) {
+        snprintf(ctx, sizeof ctx, "pread fails after %d good reads", skip);
+        char before[4096], after[4096], err[512];
+        listing(before, sizeof before);
+        arm(OP_PREAD, skip, -1, EIO);
+        struct replay r = {0};
+        struct wal_recovery info;
+        struct wal *w;
+        int rc = try_open(&o, 0, &r, &w, &info, err, sizeof err);
+        cr_assert_eq(rc, LKV_EIO, "%s: got %d (%s): %s", ctx, rc, lkv_strerror(rc), err);
+        cr_assert_null(w);
+        cr_assert_eq(r.n, 3 * (size_t)skip, "%s", ctx);
+        char want[512];
+        seg_file(1 + 3 * (uint64_t)skip, want, sizeof want);
+        cr_assert_not_null(strstr(err, want), "%s: %s", ctx, err);
+        listing(after, sizeof after);
+        cr_assert_str_eq(after, before, "%s", ctx);
+        disarm(OP_PREAD);
+        replay_free(&r);
+    }
+}
+
+/* ==== the replay callback ==== */
+
+Test(wal, callback_error_stops_replay_and_is_returned)
+{
+    struct wal_options o = opts_of(BIG_SEGMENT, false, NULL);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = open_ok(&o, 0, &r, &info);
+    append_ok(w, 3, 10, 0);
+    append_ok(w, 3, 10, 0);
+    wal_close(w);
+    /* and a torn tail the failed open must not cut */
+    char path[512];
+    seg_file(1, path, sizeof path);
+    cr_assert_eq(truncate(path, seg_size(1) - 5), 0);
+
+    const int codes[] = {42, LKV_ENOMEM};
+    for (size_t i = 0; i < 2; i++) {
+        char before[4096], after[4096], err[512];
+        listing(before, sizeof before);
+        r.stop_at = 4;
+        r.stop_rc = codes[i];
+        int rc = try_open(&o, 0, &r, &w, &info, err, sizeof err);
+        cr_assert_eq(rc, codes[i], "wal_open returned %d, want %d", rc, codes[i]);
+        cr_assert_null(w);
+        cr_assert_eq(r.calls, 4, "the callback was called %zu times, want 4", r.calls);
+        listing(after, sizeof after);
+        cr_assert_str_eq(after, before);
+    }
+    replay_free(&r);
+}
