@@ -439,8 +439,6 @@ static int recover(struct store *s, char *err, size_t errlen)
             return rc;
         }
     }
-    snap_remove_older(s->cfg.dir, s->io, 0); /* leftover temp files only */
-
     char path[4200];
     uint64_t index = 0;
     rc = snap_find_latest(s->cfg.dir, path, sizeof path, &index);
@@ -467,6 +465,7 @@ static int recover(struct store *s, char *err, size_t errlen)
     kv_map_write_unlock(s->map);
     if (rc != 0)
         return rc;
+    snap_remove_older(s->cfg.dir, s->io, index); /* leftover temp files, stale snapshots */
     uint64_t took_us = (now_ns() - t0) / 1000;
     stats_record_recovery(took_us, index, rec.replayed);
     LOG_INFO("event=recovered snapshot_index=%" PRIu64 " replayed=%" PRIu64 " last_index=%" PRIu64

@@ -378,14 +378,11 @@ int wal_open(const struct wal_options *opt, uint64_t after_index, wal_replay_cb 
     struct scan sc = {.after_index = after_index, .expected = after_index + 1, .cb = cb,
                       .arg = arg, .info = info};
     bool dropped_any = false;
+    size_t covered = 0; /* names[0..covered) are wholly covered by the snapshot */
     for (size_t i = 0; i < nnames; i++) {
         bool last = i + 1 == nnames;
         if (!last && names[i + 1] <= after_index + 1) {
-            /* wholly covered by the snapshot: a crash came between writing
-             * the snapshot and deleting these */
-            if ((rc = unlink_segment(w, names[i])) != 0)
-                goto err_after_list;
-            dropped_any = true;
+            covered = i + 1;
             continue;
         }
         if ((rc = push_segment(w, names[i])) != 0)
@@ -402,6 +399,14 @@ int wal_open(const struct wal_options *opt, uint64_t after_index, wal_replay_cb 
             continue;
         }
         w->bytes += w->segs[w->nsegs - 1].size;
+    }
+    /* A crash came between writing the snapshot and deleting these. They
+     * go only now that the rest of the log has proved readable, so a
+     * refused start leaves the directory as it found it. */
+    for (size_t i = 0; i < covered; i++) {
+        if ((rc = unlink_segment(w, names[i])) != 0)
+            goto err_after_list;
+        dropped_any = true;
     }
     if (dropped_any && io_fsync_dir(w->io, w->dir) != 0) {
         rc = LKV_EIO;
