@@ -74,12 +74,14 @@ crash: $(BIN) $(BUILD)/tests/libfaultinject.so
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/crash
 
 sanitize: setup
-	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
+	@LKV_PRELOAD_FIRST=$$($(CC) -print-file-name=libasan.so) \
+	  $(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
 	  test-only
 
 tsan: setup
-	@TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" $(MAKE) --no-print-directory \
+	@LKV_PRELOAD_FIRST=$$($(CC) -print-file-name=libtsan.so) \
+	  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" $(MAKE) --no-print-directory \
 	  BUILD=build/tsan OPT=-O1 SAN="-fsanitize=thread" UNIT_INC=-Itests/unit/tsan test-only
 
 fuzz:

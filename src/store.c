@@ -131,7 +131,16 @@ static struct store_req *refuse_over_limit(struct store *s, struct store_req *ba
     while (batch) {
         struct store_req *next = batch->next;
         batch->next = NULL;
-        uint64_t add = batch->op == STORE_PUT ? req_bytes(batch) : 0;
+        uint64_t add = 0;
+        if (batch->op == STORE_PUT) {
+            /* replacing a value frees the old one: count only the growth */
+            struct kv_entry *old = kv_map_get(s->map, kv_entry_key(batch->entry),
+                                              kv_entry_klen(batch->entry));
+            uint64_t was = old ? kv_entry_klen(old) + kv_entry_vlen(old) : 0;
+            if (old)
+                kv_entry_unref(old);
+            add = req_bytes(batch) > was ? req_bytes(batch) - was : 0;
+        }
         if (add && used + add > s->cfg.max_memory) {
             complete_one(batch, LKV_EMEMLIMIT);
         } else {

@@ -94,7 +94,9 @@ class Server:
         self._cv = threading.Condition()
         env = {k: v for k, v in os.environ.items() if k not in SERVER_ENV_VARS}
         if fault_ctl is not None:
-            env["LD_PRELOAD"] = LKV_FAULT_LIB
+            # A sanitizer runtime must come first in the preload list.
+            first = os.environ.get("LKV_PRELOAD_FIRST")
+            env["LD_PRELOAD"] = f"{first}:{LKV_FAULT_LIB}" if first else LKV_FAULT_LIB
             env["LKV_FAULT_CTL"] = str(fault_ctl)
             env["LKV_FAULT_DIR"] = os.path.realpath(self.data_dir)
         cmd = [LKV_BIN, "--port", str(self.port), "--bind", HOST,
