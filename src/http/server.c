@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -32,6 +33,7 @@ struct conn {
     int fd;
     _Atomic uint64_t deadline_ns; /* UINT64_MAX: none (request being answered) */
     bool shut;                    /* reaper already shut it down; under reap_lock */
+    uint64_t hup_deadline;        /* deadline when the peer was first seen gone; reaper only */
     struct conn *prev, *next;     /* under reap_lock */
 };
 
@@ -48,6 +50,9 @@ struct http_server {
     pthread_mutex_t reap_lock; /* guards the conn list and conn->shut */
     pthread_cond_t reap_wake;
     struct conn *conns;
+    struct pollfd *watch;     /* reaper's scratch: connections polled for a departed peer */
+    struct conn **watch_conn;
+    size_t watch_cap;
     bool reaper_stop;
     pthread_t reaper;
 };
@@ -468,6 +473,52 @@ static void connection_cb(void *cls, struct MHD_Connection *conn, void **socket_
     free(c);
 }
 
+static bool watch_add(struct http_server *srv, struct conn *c, size_t n)
+{
+    if (n == srv->watch_cap) {
+        size_t cap = srv->watch_cap ? srv->watch_cap * 2 : 256;
+        struct pollfd *p = realloc(srv->watch, cap * sizeof *p);
+        if (!p)
+            return false;
+        srv->watch = p;
+        struct conn **q = realloc(srv->watch_conn, cap * sizeof *q);
+        if (!q)
+            return false;
+        srv->watch_conn = q;
+        srv->watch_cap = cap;
+    }
+    srv->watch[n] = (struct pollfd){.fd = c->fd, .events = POLLRDHUP};
+    srv->watch_conn[n] = c;
+    return true;
+}
+
+/* A client that sends part of a request and closes at once can leave its
+ * connection open until the deadline: libmicrohttpd (0.9.75, epoll) reads
+ * the data, and the close that came with it raises no new event. A peer
+ * seen gone on two rounds in a row, while the request made no progress
+ * (same deadline), is shut down now. Two rounds, because a request that
+ * arrived complete with the close is being parsed in the meantime. */
+static void reap_departed(struct http_server *srv, size_t n)
+{
+    if (n == 0 || poll(srv->watch, n, 0) <= 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        struct conn *c = srv->watch_conn[i];
+        if (!(srv->watch[i].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+            c->hup_deadline = 0;
+            continue;
+        }
+        uint64_t deadline = atomic_load_explicit(&c->deadline_ns, memory_order_relaxed);
+        if (c->hup_deadline != deadline) {
+            c->hup_deadline = deadline;
+            continue;
+        }
+        c->shut = true;
+        shutdown(c->fd, SHUT_RDWR);
+        LOG_DEBUG("event=connection_departed fd=%d", c->fd);
+    }
+}
+
 /* Shuts down connections past their deadline: a request not received in
  * --request-timeout, or an idle connection past --idle-timeout. MHD then
  * sees the socket close and cleans up on its own thread. */
@@ -485,13 +536,20 @@ static void *reaper_main(void *arg)
         }
         pthread_cond_timedwait(&srv->reap_wake, &srv->reap_lock, &ts);
         uint64_t now = now_ns();
+        size_t n = 0;
         for (struct conn *c = srv->conns; c; c = c->next) {
-            if (c->shut || atomic_load_explicit(&c->deadline_ns, memory_order_relaxed) > now)
+            uint64_t deadline = atomic_load_explicit(&c->deadline_ns, memory_order_relaxed);
+            if (c->shut || deadline == UINT64_MAX)
                 continue;
-            c->shut = true;
-            shutdown(c->fd, SHUT_RDWR);
-            LOG_DEBUG("event=connection_timeout fd=%d", c->fd);
+            if (deadline <= now) {
+                c->shut = true;
+                shutdown(c->fd, SHUT_RDWR);
+                LOG_DEBUG("event=connection_timeout fd=%d", c->fd);
+            } else if (watch_add(srv, c, n)) {
+                n++;
+            }
         }
+        reap_departed(srv, n);
     }
     pthread_mutex_unlock(&srv->reap_lock);
     return NULL;
@@ -646,6 +704,8 @@ void http_server_stop(struct http_server *h)
     pthread_cond_signal(&h->reap_wake);
     pthread_mutex_unlock(&h->reap_lock);
     pthread_join(h->reaper, NULL);
+    free(h->watch);
+    free(h->watch_conn);
     MHD_stop_daemon(h->daemon);
     close(h->listen_fd);
     respond_free();

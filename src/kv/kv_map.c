@@ -395,6 +395,38 @@ void kv_map_write_unlock(struct kv_map *m)
     pthread_rwlock_unlock(&m->lock);
 }
 
+void kv_map_prefetch(const struct kv_map *m, const struct kv_entry *e)
+{
+    __builtin_prefetch(bucket(m, hash32(m, e->data, e->klen)), 1);
+}
+
+int kv_map_reserve_locked(struct kv_map *m, uint64_t n)
+{
+    uint64_t size = m->cur.mask + 1;
+    if (n <= size)
+        return 0;
+    while (size < n && size < MAX_BUCKETS)
+        size *= 2;
+    struct kv_entry **slots = calloc((size_t)size, sizeof *slots);
+    if (!slots)
+        return LKV_ENOMEM;
+    while (m->old.slots)
+        drain_step(m);
+    for (size_t i = 0; i <= m->cur.mask; i++) {
+        struct kv_entry *e = m->cur.slots[i];
+        while (e) {
+            struct kv_entry *next = e->next;
+            struct kv_entry **head = &slots[e->hash & (size - 1)];
+            e->next = *head;
+            *head = e;
+            e = next;
+        }
+    }
+    free(m->cur.slots);
+    m->cur = (struct table){slots, (size_t)size - 1};
+    return 0;
+}
+
 int kv_map_put_locked(struct kv_map *m, struct kv_entry *e)
 {
     e->hash = hash32(m, e->data, e->klen);

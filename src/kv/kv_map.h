@@ -56,6 +56,17 @@ void kv_map_free(struct kv_map *m);
  * must drop with kv_entry_unref(); returns NULL when absent. Any thread. */
 struct kv_entry *kv_map_get(struct kv_map *m, const char *key, size_t klen);
 
+/* Sizes the table for about n keys at once, rehashing every entry now
+ * instead of over the next puts: meant for recovery, where the number of
+ * keys about to be loaded is roughly known and nothing else is waiting.
+ * Never shrinks. Returns 0, or LKV_ENOMEM with the map unchanged. */
+int kv_map_reserve_locked(struct kv_map *m, uint64_t n);
+
+/* Starts fetching the bucket where `e` will go into the cache, so that a
+ * put issued a few entries later does not wait for memory. A hint only;
+ * writer thread, before e is put. */
+void kv_map_prefetch(const struct kv_map *m, const struct kv_entry *e);
+
 /* Write lock around a batch of *_locked calls. Writer thread only. */
 void kv_map_write_lock(struct kv_map *m);
 void kv_map_write_unlock(struct kv_map *m);

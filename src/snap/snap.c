@@ -321,11 +321,11 @@ int snap_find_latest(const char *dir, char *path, size_t pathlen, uint64_t *inde
     return 1;
 }
 
-static int check_header(const uint8_t *buf, size_t len, struct snap_info *info,
-                        uint64_t *body_bytes, uint32_t *body_crc, const char *path, char *err,
-                        size_t errlen)
+/* Checks the header against the file's size. */
+static int check_header(const uint8_t *buf, uint64_t size, struct snap_info *info,
+                        uint32_t *body_crc, const char *path, char *err, size_t errlen)
 {
-    if (len < SNAP_HDR_SIZE || memcmp(buf, snap_magic, sizeof snap_magic) != 0) {
+    if (size < SNAP_HDR_SIZE || memcmp(buf, snap_magic, sizeof snap_magic) != 0) {
         snprintf(err, errlen, "%s: offset 0: not a snapshot file (bad magic or too short)", path);
         return LKV_ECORRUPT;
     }
@@ -340,43 +340,116 @@ static int check_header(const uint8_t *buf, size_t len, struct snap_info *info,
     info->index = get_u64(buf + 16);
     info->term = get_u64(buf + 24);
     info->records = get_u64(buf + 32);
-    info->bytes = len;
-    *body_bytes = get_u64(buf + 40);
+    info->bytes = size;
     *body_crc = get_u32(buf + 48);
-    if (*body_bytes != len - SNAP_HDR_SIZE) {
-        snprintf(err, errlen, "%s: offset 40: body is %zu bytes, header says %" PRIu64, path,
-                 len - SNAP_HDR_SIZE, *body_bytes);
+    if (get_u64(buf + 40) != size - SNAP_HDR_SIZE) {
+        snprintf(err, errlen, "%s: offset 40: body is %" PRIu64 " bytes, header says %" PRIu64,
+                 path, size - SNAP_HDR_SIZE, get_u64(buf + 40));
         return LKV_ECORRUPT;
     }
     return 0;
 }
 
-/* Walks the body; with cb == NULL only checks its framing. */
-static int walk_body(const uint8_t *buf, size_t len, uint64_t records, snap_load_cb cb,
-                     void *arg, const char *path, char *err, size_t errlen)
+/* Streams the body through a window of the file, so a snapshot of any size
+ * costs one small buffer (a record larger than it grows it). */
+struct reader {
+    const struct io_ops *io;
+    int fd;
+    uint64_t size;     /* file size */
+    uint64_t file_off; /* file offset of buf[0] */
+    uint8_t *buf;
+    size_t cap, len, pos;
+};
+
+/* Makes buf[pos, pos+need) hold file bytes. Returns 0, LKV_ECORRUPT (the
+ * file ends first), LKV_EIO or LKV_ENOMEM. */
+static int window(struct reader *rd, size_t need)
 {
-    size_t off = SNAP_HDR_SIZE;
+    if (rd->len - rd->pos >= need)
+        return 0;
+    if (rd->file_off + rd->pos + need > rd->size)
+        return LKV_ECORRUPT;
+    memmove(rd->buf, rd->buf + rd->pos, rd->len - rd->pos);
+    rd->file_off += rd->pos;
+    rd->len -= rd->pos;
+    rd->pos = 0;
+    if (need > rd->cap) {
+        uint8_t *p = realloc(rd->buf, need);
+        if (!p)
+            return LKV_ENOMEM;
+        rd->buf = p;
+        rd->cap = need;
+    }
+    uint64_t left = rd->size - rd->file_off - rd->len;
+    size_t want = rd->cap - rd->len < left ? rd->cap - rd->len : (size_t)left;
+    if (io_pread_all(rd->io, rd->fd, rd->buf + rd->len, want,
+                     (off_t)(rd->file_off + rd->len)) != 0)
+        return LKV_EIO;
+    rd->len += want;
+    return 0;
+}
+
+static int load_body(struct reader *rd, const struct snap_info *info, uint32_t body_crc,
+                     snap_load_cb cb, void *arg, const char *path, char *err, size_t errlen)
+{
+    uint32_t crc = 0;
     uint64_t n = 0;
-    while (off < len) {
-        if (len - off < 8)
-            break;
-        uint64_t klen = get_u32(buf + off), vlen = get_u32(buf + off + 4);
-        if (klen == 0 || klen + vlen > len - off - 8)
-            break;
-        if (cb) {
-            int rc = cb((const char *)buf + off + 8, (size_t)klen,
-                        (const char *)buf + off + 8 + klen, (size_t)vlen, arg);
-            if (rc != 0)
-                return rc;
+    while (rd->file_off + rd->pos < rd->size) {
+        uint64_t at = rd->file_off + rd->pos;
+        int rc = window(rd, 8);
+        uint64_t klen = rc == 0 ? get_u32(rd->buf + rd->pos) : 0;
+        uint64_t vlen = rc == 0 ? get_u32(rd->buf + rd->pos + 4) : 0;
+        if (rc == 0 && klen == 0)
+            rc = LKV_ECORRUPT;
+        if (rc == 0)
+            rc = window(rd, (size_t)(8 + klen + vlen));
+        if (rc != 0) {
+            if (rc == LKV_EIO)
+                snprintf(err, errlen, "cannot read snapshot %s: %s", path, strerror(errno));
+            else
+                snprintf(err, errlen, "%s: offset %" PRIu64 ": malformed record %" PRIu64, path,
+                         at, n);
+            return rc;
         }
-        off += 8 + (size_t)(klen + vlen);
+        const uint8_t *p = rd->buf + rd->pos;
+        crc = crc32c_extend(crc, p, (size_t)(8 + klen + vlen));
+        rc = cb((const char *)p + 8, (size_t)klen, (const char *)p + 8 + klen, (size_t)vlen, arg);
+        if (rc != 0)
+            return rc;
+        rd->pos += (size_t)(8 + klen + vlen);
         n++;
     }
-    if (off != len || n != records) {
-        snprintf(err, errlen, "%s: offset %zu: malformed record (%" PRIu64 " of %" PRIu64 ")",
-                 path, off, n, records);
+    if (crc != body_crc) {
+        snprintf(err, errlen, "%s: offset %d: body checksum mismatch", path, SNAP_HDR_SIZE);
         return LKV_ECORRUPT;
     }
+    if (n != info->records) {
+        snprintf(err, errlen, "%s: offset 32: %" PRIu64 " records, header says %" PRIu64, path,
+                 n, info->records);
+        return LKV_ECORRUPT;
+    }
+    return 0;
+}
+
+int snap_peek(const char *path, const struct io_ops *io, struct snap_info *info)
+{
+    io = io ? io : &io_libc;
+    uint8_t hdr[SNAP_HDR_SIZE];
+    int fd = io->open(path, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0)
+        return LKV_EIO;
+    int rc = io_pread_all(io, fd, hdr, sizeof hdr, 0) == 0 ? 0 : LKV_EIO;
+    io->close(fd);
+    if (rc != 0)
+        return rc;
+    if (memcmp(hdr, snap_magic, sizeof snap_magic) != 0 || get_u32(hdr + 60) != crc32c(hdr, 60))
+        return LKV_ECORRUPT;
+    if (get_u32(hdr + 8) != SNAP_FORMAT_VERSION)
+        return LKV_EFORMAT;
+    info->index = get_u64(hdr + 16);
+    info->term = get_u64(hdr + 24);
+    info->records = get_u64(hdr + 32);
+    info->bytes = SNAP_HDR_SIZE + get_u64(hdr + 40);
     return 0;
 }
 
@@ -384,41 +457,33 @@ int snap_load(const char *path, const struct io_ops *io, snap_load_cb cb, void *
               struct snap_info *info, char *err, size_t errlen)
 {
     io = io ? io : &io_libc;
-    int fd = io->open(path, O_RDONLY | O_CLOEXEC, 0);
+    struct reader rd = {.io = io, .cap = 8u << 20};
+    rd.fd = io->open(path, O_RDONLY | O_CLOEXEC, 0);
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0) {
+    if (rd.fd < 0 || fstat(rd.fd, &st) != 0) {
         snprintf(err, errlen, "cannot read snapshot %s: %s", path, strerror(errno));
-        if (fd >= 0)
-            io->close(fd);
+        if (rd.fd >= 0)
+            io->close(rd.fd);
         return LKV_EIO;
     }
-    size_t len = (size_t)st.st_size;
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf) {
-        io->close(fd);
-        snprintf(err, errlen, "cannot load snapshot %s: %s", path, lkv_strerror(LKV_ENOMEM));
-        return LKV_ENOMEM;
-    }
-    int rc = 0;
-    if (io_pread_all(io, fd, buf, len, 0) != 0) {
+    rd.size = (uint64_t)st.st_size;
+    rd.buf = malloc(rd.cap);
+    int rc = rd.buf ? 0 : LKV_ENOMEM;
+    if (rc != 0)
+        snprintf(err, errlen, "cannot load snapshot %s: %s", path, lkv_strerror(rc));
+    uint8_t hdr[SNAP_HDR_SIZE] = {0};
+    if (rc == 0 && rd.size >= SNAP_HDR_SIZE && io_pread_all(io, rd.fd, hdr, sizeof hdr, 0) != 0) {
         snprintf(err, errlen, "cannot read snapshot %s: %s", path, strerror(errno));
         rc = LKV_EIO;
     }
-    io->close(fd);
-    uint64_t body_bytes = 0;
     uint32_t body_crc = 0;
     if (rc == 0)
-        rc = check_header(buf, len, info, &body_bytes, &body_crc, path, err, errlen);
-    if (rc == 0 && crc32c(buf + SNAP_HDR_SIZE, len - SNAP_HDR_SIZE) != body_crc) {
-        snprintf(err, errlen, "%s: offset %d: body checksum mismatch", path, SNAP_HDR_SIZE);
-        rc = LKV_ECORRUPT;
-    }
-    /* Framing is checked in full before the first key reaches the caller. */
+        rc = check_header(hdr, rd.size, info, &body_crc, path, err, errlen);
+    rd.file_off = SNAP_HDR_SIZE;
     if (rc == 0)
-        rc = walk_body(buf, len, info->records, NULL, NULL, path, err, errlen);
-    if (rc == 0)
-        rc = walk_body(buf, len, info->records, cb, arg, path, err, errlen);
-    free(buf);
+        rc = load_body(&rd, info, body_crc, cb, arg, path, err, errlen);
+    io->close(rd.fd);
+    free(rd.buf);
     return rc;
 }
 

@@ -57,15 +57,21 @@ void snap_job_free(struct snap_job *j);
  * directory cannot be read. */
 int snap_find_latest(const char *dir, char *path, size_t pathlen, uint64_t *index);
 
+/* Reads only the header of the snapshot at path, unverified beyond its own
+ * checksum (enough to size the map before loading). Returns 0 or
+ * LKV_ECORRUPT / LKV_EFORMAT / LKV_EIO. */
+int snap_peek(const char *path, const struct io_ops *io, struct snap_info *info);
+
 /* Called for each key of a snapshot being loaded; bytes valid during the
  * call only. Non-zero stops loading and is returned by snap_load. */
 typedef int (*snap_load_cb)(const char *key, size_t klen, const char *value, size_t vlen,
                             void *arg);
 
-/* Reads and verifies the snapshot at path (magic, version, header and body
- * checksums, record count) before handing any key to cb, so a damaged file
- * loads nothing. Returns 0 and fills *info, or LKV_ECORRUPT / LKV_EFORMAT /
- * LKV_EIO / LKV_ENOMEM with the file and reason in err. */
+/* Reads the snapshot at path in one streaming pass, handing each key to cb
+ * as it is read, and checks magic, version, header and body checksums,
+ * framing and record count. Returns 0 and fills *info, or LKV_ECORRUPT /
+ * LKV_EFORMAT / LKV_EIO / LKV_ENOMEM (or cb's non-zero return) with the file
+ * and reason in err: the keys cb received must then be thrown away. */
 int snap_load(const char *path, const struct io_ops *io, snap_load_cb cb, void *arg,
               struct snap_info *info, char *err, size_t errlen);
 
