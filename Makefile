@@ -81,7 +81,7 @@ sanitize: setup
 
 tsan: setup
 	@LKV_PRELOAD_FIRST=$$($(CC) -print-file-name=libtsan.so) \
-	  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" $(MAKE) --no-print-directory \
+	  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 atexit_sleep_ms=0" $(MAKE) --no-print-directory \
 	  BUILD=build/tsan OPT=-O1 SAN="-fsanitize=thread" UNIT_INC=-Itests/unit/tsan test-only
 
 fuzz:

@@ -81,6 +81,10 @@ static unsigned fit_connection_limit(unsigned wanted)
  * and shrinks the page tables a checkpoint's fork() copies. */
 static void exec_with_huge_pages(char **argv)
 {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    (void)argv; /* sanitizer allocators ignore glibc's tunables */
+    return;
+#endif
     const char *cur = getenv("GLIBC_TUNABLES");
     if ((cur && strstr(cur, "glibc.malloc.hugetlb")) || getenv("LKV_NO_REEXEC"))
         return;
