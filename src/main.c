@@ -157,6 +157,13 @@ int main(int argc, char **argv)
         .idle_timeout_s = (unsigned)cfg.idle_timeout_s,
         .request_timeout_s = (unsigned)cfg.request_timeout_s,
     };
+    /* Logged before the port opens, so that anyone who sees the port
+     * accept connections also finds this line. */
+    LOG_INFO("event=start version=%s addr=%s:%u data_dir=%s threads=%u max_connections=%u "
+             "pid=%ld",
+             LKV_VERSION, cfg.bind, hcfg.port, cfg.data_dir, hcfg.threads, hcfg.max_connections,
+             (long)getpid());
+
     struct http_server *http;
     if (http_server_start(&hcfg, store, &http, err, sizeof err) != 0) {
         fprintf(stderr, "little-key-value: %s\n", err);
@@ -164,10 +171,6 @@ int main(int argc, char **argv)
         store_free(store);
         return EXIT_FAILURE;
     }
-    LOG_INFO("event=start version=%s addr=%s:%u data_dir=%s threads=%u max_connections=%u "
-             "pid=%ld",
-             LKV_VERSION, cfg.bind, hcfg.port, cfg.data_dir, hcfg.threads, hcfg.max_connections,
-             (long)getpid());
 
     while (sem_wait(&stop_sem) != 0 && errno == EINTR)
         ;
