@@ -26,6 +26,11 @@
  * kept alive; longer ones get the error at once and the connection closes. */
 #define DISCARD_BODY_MAX (64 * 1024)
 
+/* A PUT body up to this size goes straight into the entry allocated from its
+ * Content-Length (no copy). A larger one grows a buffer as bytes arrive, so a
+ * client declaring 10 MiB and sending little pins little memory. */
+#define DIRECT_BODY_MAX (64 * 1024)
+
 /* Deadlines MHD cannot enforce on its own (its timeout is reset by every
  * byte, so a client trickling a request would never be cut): one record per
  * open connection, checked by the reaper thread. */
@@ -74,7 +79,7 @@ struct req {
     uint64_t body_len;       /* bytes received so far */
     uint64_t content_length; /* declared length when !chunked */
     struct kv_entry *entry;  /* PUT: value being filled in; owned until submitted */
-    char *chunk_buf;         /* PUT with a chunked body: bytes so far (owned) */
+    char *chunk_buf;         /* PUT body too large or chunked for the entry: bytes so far (owned) */
     size_t chunk_cap;
     struct store_req sreq;
     int store_status;        /* written by the store's writer thread before resume */
@@ -200,7 +205,7 @@ static enum MHD_Result on_headers(struct req *r, const char *url, const char *me
         return MHD_YES;
     if (!r->chunked && r->content_length > srv->cfg.max_value_bytes)
         return send_fixed(r, RESP_TOO_LARGE);
-    if (!r->chunked && r->content_length > 0) {
+    if (!r->chunked && r->content_length > 0 && r->content_length <= DIRECT_BODY_MAX) {
         r->entry = kv_entry_new(r->key, r->route.klen, (size_t)r->content_length);
         if (!r->entry)
             return MHD_NO;
@@ -227,21 +232,22 @@ static bool append_chunked(struct req *r, const char *data, size_t len)
     return true;
 }
 
-/* A piece of the request body. Bodies of refused requests, and of a chunked
- * PUT once it passes the limit, are counted and dropped. */
+/* A piece of the request body: copied into the entry (small bodies) or the
+ * growing buffer (large or chunked ones). Bodies of refused requests, and of
+ * a chunked PUT once it passes the limit, are counted and dropped. */
 static enum MHD_Result on_body(struct req *r, const char *data, size_t len)
 {
     bool keep = r->error < 0 && r->route.ep == EP_KV && r->route.method == HTTP_PUT;
-    if (keep && r->chunked && r->body_len + len > r->srv->cfg.max_value_bytes) {
+    if (keep && !r->entry && r->body_len + len > r->srv->cfg.max_value_bytes) {
         r->error = RESP_TOO_LARGE;
         free(r->chunk_buf);
         r->chunk_buf = NULL;
         r->chunk_cap = 0;
         keep = false;
     }
-    if (keep && r->chunked && !append_chunked(r, data, len))
+    if (keep && !r->entry && !append_chunked(r, data, len))
         return MHD_NO;
-    if (keep && !r->chunked)
+    if (keep && r->entry)
         memcpy(kv_entry_value_mut(r->entry) + r->body_len, data, len);
     r->body_len += len;
     return MHD_YES;
@@ -276,7 +282,7 @@ static enum MHD_Result on_put(struct req *r)
 {
     if (r->body_len == 0)
         return send_fixed(r, RESP_VALUE_EMPTY);
-    if (r->chunked) {
+    if (!r->entry) {
         r->entry = kv_entry_new(r->key, r->route.klen, (size_t)r->body_len);
         if (!r->entry)
             return MHD_NO;
