@@ -56,6 +56,25 @@ static const struct opt opts[] = {
 
 #define NOPTS (sizeof opts / sizeof opts[0])
 
+/* Copies at most n bytes of a user-supplied value into out (64 bytes) for an
+ * error message, with control bytes escaped, so the message stays one line
+ * whatever was typed. */
+static const char *shown(const char *v, size_t n, char out[64])
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && v[i] && o < 56; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        if (ch < 0x20 || ch == 0x7f)
+            o += (size_t)snprintf(out + o, 64 - o, "\\x%02x", ch);
+        else
+            out[o++] = (char)ch;
+    }
+    if (o >= 56 && n > 0)
+        o += (size_t)snprintf(out + o, 64 - o, "...");
+    out[o] = '\0';
+    return out;
+}
+
 static const struct opt *find_opt(const char *name, size_t len)
 {
     for (size_t i = 0; i < NOPTS; i++) {
@@ -106,8 +125,9 @@ static bool set_opt(struct config *c, const struct opt *o, const char *val, char
     }
     uint64_t v;
     if (!parse_number(val, o->kind == OPT_SIZE, &v) || v < o->min || v > o->max) {
+        char q[64];
         snprintf(err, errlen, "--%s: invalid value '%s' (expected %s from %llu to %llu)",
-                 o->name, val, o->kind == OPT_SIZE ? "a size" : "a whole number",
+                 o->name, shown(val, SIZE_MAX, q), o->kind == OPT_SIZE ? "a size" : "a whole number",
                  (unsigned long long)o->min, (unsigned long long)o->max);
         return false;
     }
@@ -138,7 +158,9 @@ static bool apply_env(struct config *c, config_getenv_fn getenv_fn, char *err, s
         const char *colon = strrchr(addr, ':');
         uint64_t port;
         if (!colon || !parse_number(colon + 1, false, &port) || port < 1 || port > 65535) {
-            snprintf(err, errlen, "ADDR: invalid value '%s' (expected host:port)", addr);
+            char q[64];
+            snprintf(err, errlen, "ADDR: invalid value '%s' (expected host:port)",
+                     shown(addr, SIZE_MAX, q));
             return false;
         }
         c->port = port;
@@ -167,7 +189,9 @@ enum config_status config_parse(struct config *c, int argc, char *const argv[],
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
-            snprintf(err, errlen, "unexpected argument '%s' (options start with --)", arg);
+            char q[64];
+            snprintf(err, errlen, "unexpected argument '%s' (options start with --)",
+                     shown(arg, SIZE_MAX, q));
             return CONFIG_ERROR;
         }
         const char *name = arg + 2;
@@ -175,7 +199,8 @@ enum config_status config_parse(struct config *c, int argc, char *const argv[],
         size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
         const struct opt *o = find_opt(name, nlen);
         if (!o) {
-            snprintf(err, errlen, "unknown option '--%.*s' (see --help)", (int)nlen, name);
+            char q[64];
+            snprintf(err, errlen, "unknown option '--%s' (see --help)", shown(name, nlen, q));
             return CONFIG_ERROR;
         }
         if (o->kind == OPT_FLAG) {
@@ -200,9 +225,11 @@ enum config_status config_parse(struct config *c, int argc, char *const argv[],
         if (!set_opt(c, o, val, err, errlen))
             return CONFIG_ERROR;
     }
+    char q[64];
     if (c->peers[0] != '\0') {
         snprintf(err, errlen, "--peers/PEERS: clustering is not supported yet "
-                              "(got '%s'); run with an empty peer list", c->peers);
+                              "(got '%s'); run with an empty peer list",
+                 shown(c->peers, SIZE_MAX, q));
         return CONFIG_ERROR;
     }
     static const char *const levels[] = {"error", "warn", "info", "debug"};
@@ -211,7 +238,7 @@ enum config_status config_parse(struct config *c, int argc, char *const argv[],
         level_ok = level_ok || strcmp(c->log_level, levels[i]) == 0;
     if (!level_ok) {
         snprintf(err, errlen, "--log-level: invalid value '%s' (expected error, warn, info or debug)",
-                 c->log_level);
+                 shown(c->log_level, SIZE_MAX, q));
         return CONFIG_ERROR;
     }
     if (!c->data_dir[0]) {

@@ -467,6 +467,8 @@ int snap_load(const char *path, const struct io_ops *io, snap_load_cb cb, void *
         return LKV_EIO;
     }
     rd.size = (uint64_t)st.st_size;
+    if (rd.size < rd.cap)
+        rd.cap = rd.size > 64 ? (size_t)rd.size : 64;
     rd.buf = malloc(rd.cap);
     int rc = rd.buf ? 0 : LKV_ENOMEM;
     if (rc != 0)

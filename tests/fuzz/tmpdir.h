@@ -1,0 +1,25 @@
+/* tmpdir: the scratch directory of a fuzz target that needs real files. */
+#ifndef LKV_FUZZ_TMPDIR_H
+#define LKV_FUZZ_TMPDIR_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define FUZZ_DIR_MAX 256
+
+/* Creates <base>/lkv-fuzz-<tag>-XXXXXX in out (FUZZ_DIR_MAX bytes). base is
+ * $LKV_FUZZ_TMPDIR, which run.sh points at a directory it removes afterwards
+ * (a crash skips atexit cleanup), or /dev/shm: tmpfs keeps the fsyncs free. */
+static void fuzz_make_tmpdir(char out[FUZZ_DIR_MAX], const char *tag)
+{
+    const char *base = getenv("LKV_FUZZ_TMPDIR");
+    if (base == NULL || base[0] == '\0')
+        base = "/dev/shm";
+    snprintf(out, FUZZ_DIR_MAX, "%s/lkv-fuzz-%s-XXXXXX", base, tag);
+    if (mkdtemp(out) == NULL) {
+        perror(out);
+        abort();
+    }
+}
+
+#endif
