@@ -2,6 +2,7 @@
 
 #include "kv/kv_cmd.h"
 #include "snap/snap.h"
+#include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "wal/meta.h"
@@ -55,13 +56,6 @@ struct store {
     uint64_t checkpoint_at;      /* log size that triggers the next checkpoint */
 };
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static uint64_t req_bytes(const struct store_req *r)
 {
     switch (r->op) {
@@ -78,13 +72,7 @@ static struct store_req *take_batch(struct store *s, bool poll)
 {
     pthread_mutex_lock(&s->lock);
     if (poll && !s->queue_head && !s->stopping) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += CHECKPOINT_POLL_NS;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = clock_realtime_after(CHECKPOINT_POLL_NS);
         pthread_cond_timedwait(&s->wake, &s->lock, &ts);
     }
     while (!poll && !s->queue_head && !s->stopping)
@@ -302,7 +290,7 @@ static void checkpoint_done(struct store *s, uint64_t index, uint64_t started_ns
     snap_remove_older(s->cfg.dir, s->io, index);
     wal_drop_prefix(s->wal, index);
     s->checkpoint_at = wal_size_bytes(s->wal) + s->cfg.checkpoint_bytes;
-    uint64_t took_us = (now_ns() - started_ns) / 1000;
+    uint64_t took_us = (clock_now_ns() - started_ns) / 1000;
     uint64_t size = file_size(s->cfg.dir, index);
     stats_record_checkpoint(took_us, index, size);
     LOG_INFO("event=checkpoint_done index=%" PRIu64 " keys=%" PRIu64 " bytes=%" PRIu64
@@ -338,7 +326,7 @@ static void maybe_checkpoint(struct store *s)
      * covered by this snapshot and can be deleted whole. */
     if (wal_rotate(s->wal) != 0)
         return;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = clock_now_ns();
     int rc = snap_start(s->cfg.dir, s->io, s->map, last, 0, &s->job);
     if (rc != 0) {
         LOG_WARN("event=checkpoint_fork_failed error=\"%s\"", lkv_strerror(rc));
@@ -346,7 +334,7 @@ static void maybe_checkpoint(struct store *s)
         return;
     }
     LOG_INFO("event=checkpoint_start index=%" PRIu64 " keys=%" PRIu64 " fork_us=%" PRIu64, last,
-             kv_map_count(s->map), (now_ns() - t0) / 1000);
+             kv_map_count(s->map), (clock_now_ns() - t0) / 1000);
 }
 
 /* At shutdown the map is quiet, so the last checkpoint is written in
@@ -357,7 +345,7 @@ static void final_checkpoint(struct store *s)
     uint64_t last = wal_last_index(s->wal);
     if (s->failed || last <= s->snap_index)
         return;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = clock_now_ns();
     struct snap_info info;
     char err[512];
     if (wal_rotate(s->wal) != 0 ||
@@ -485,7 +473,7 @@ static uint64_t log_record_estimate(const char *dir)
 /* Loads the newest snapshot and replays the log after it. */
 static int recover(struct store *s, char *err, size_t errlen)
 {
-    uint64_t t0 = now_ns();
+    uint64_t t0 = clock_now_ns();
     struct meta meta;
     int rc = meta_load(s->cfg.dir, s->io, &meta, err, errlen);
     if (rc < 0)
@@ -534,7 +522,7 @@ static int recover(struct store *s, char *err, size_t errlen)
     if (rc != 0)
         return rc;
     snap_remove_older(s->cfg.dir, s->io, index); /* leftover temp files, stale snapshots */
-    uint64_t took_us = (now_ns() - t0) / 1000;
+    uint64_t took_us = (clock_now_ns() - t0) / 1000;
     stats_record_recovery(took_us, index, rec.replayed);
     LOG_INFO("event=recovered snapshot_index=%" PRIu64 " replayed=%" PRIu64 " last_index=%" PRIu64
              " keys=%" PRIu64 " segments=%" PRIu64 " torn_bytes=%" PRIu64 " duration_ms=%" PRIu64,

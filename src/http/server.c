@@ -3,6 +3,7 @@
 #include "http/respond.h"
 #include "http/route.h"
 #include "stats/stats.h"
+#include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
 
@@ -86,13 +87,6 @@ struct req {
     char key[];              /* max_key_bytes, decoded */
 };
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static enum stats_route stats_route_for(const struct http_route *r)
 {
     if (!r->method_allowed)
@@ -117,7 +111,7 @@ static enum stats_route stats_route_for(const struct http_route *r)
 /* Queues `resp` with `status` and records the request's statistics. */
 static enum MHD_Result send_response(struct req *r, unsigned status, struct MHD_Response *resp)
 {
-    stats_record_request(r->stats_route, status, (now_ns() - r->start_ns) / 1000);
+    stats_record_request(r->stats_route, status, (clock_now_ns() - r->start_ns) / 1000);
     return MHD_queue_response(r->conn, status, resp);
 }
 
@@ -407,7 +401,7 @@ static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
         return NULL;
     r->srv = srv;
     r->conn = conn;
-    r->start_ns = now_ns();
+    r->start_ns = clock_now_ns();
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     r->track = ci ? ci->socket_context : NULL;
@@ -428,7 +422,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
     if (!r)
         return;
-    set_deadline(r->track, now_ns() + (uint64_t)srv->cfg.idle_timeout_s * 1000000000u);
+    set_deadline(r->track, clock_now_ns() + (uint64_t)srv->cfg.idle_timeout_s * 1000000000u);
     if (r->entry)
         kv_entry_unref(r->entry);
     free(r->chunk_buf);
@@ -451,7 +445,7 @@ static void connection_cb(void *cls, struct MHD_Connection *conn, void **socket_
         }
         c->fd = ci->connect_fd;
         atomic_init(&c->deadline_ns,
-                    now_ns() + (uint64_t)srv->cfg.idle_timeout_s * 1000000000u);
+                    clock_now_ns() + (uint64_t)srv->cfg.idle_timeout_s * 1000000000u);
         pthread_mutex_lock(&srv->reap_lock);
         c->next = srv->conns;
         if (srv->conns)
@@ -533,15 +527,9 @@ static void *reaper_main(void *arg)
     struct http_server *srv = arg;
     pthread_mutex_lock(&srv->reap_lock);
     while (!srv->reaper_stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 250 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = clock_realtime_after(250 * 1000000L);
         pthread_cond_timedwait(&srv->reap_wake, &srv->reap_lock, &ts);
-        uint64_t now = now_ns();
+        uint64_t now = clock_now_ns();
         size_t n = 0;
         for (struct conn *c = srv->conns; c; c = c->next) {
             uint64_t deadline = atomic_load_explicit(&c->deadline_ns, memory_order_relaxed);
@@ -693,9 +681,9 @@ void http_server_quiesce(struct http_server *h)
 
 bool http_server_wait_idle(struct http_server *h, unsigned timeout_ms)
 {
-    uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000u;
+    uint64_t deadline = clock_now_ns() + (uint64_t)timeout_ms * 1000000u;
     while (atomic_load(&h->in_flight) > 0) {
-        if (now_ns() >= deadline)
+        if (clock_now_ns() >= deadline)
             return false;
         struct timespec ts = {0, 5 * 1000000};
         nanosleep(&ts, NULL);

@@ -1,19 +1,9 @@
 #include "kv/kv_cmd.h"
 
+#include "util/endian.h"
 #include "util/err.h"
 
 #include <assert.h>
-
-static uint32_t get_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
 
 int kv_cmd_decode(const uint8_t *p, size_t len, struct kv_cmd *out)
 {
@@ -31,7 +21,7 @@ int kv_cmd_decode(const uint8_t *p, size_t len, struct kv_cmd *out)
     if (len < KV_CMD_PREFIX_MAX)
         return LKV_ECORRUPT;
 
-    size_t klen = get_le32(p + 1);
+    size_t klen = le_get32(p + 1);
     size_t rest = len - KV_CMD_PREFIX_MAX;
     if (klen == 0 || klen > rest)
         return LKV_ECORRUPT;
@@ -58,7 +48,7 @@ size_t kv_cmd_encode_prefix(uint8_t out[KV_CMD_PREFIX_MAX], uint8_t op, size_t k
         return 1;
     }
     assert(klen > 0 && klen <= UINT32_MAX);
-    put_le32(out + 1, (uint32_t)klen);
+    le_put32(out + 1, (uint32_t)klen);
     return KV_CMD_PREFIX_MAX;
 }
 

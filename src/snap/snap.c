@@ -1,6 +1,8 @@
 #include "snap/snap.h"
 
+#include "util/clock.h"
 #include "util/crc32c.h"
+#include "util/endian.h"
 #include "util/err.h"
 #include "util/log.h"
 
@@ -29,34 +31,6 @@ static const uint8_t snap_magic[8] = {'L', 'K', 'V', 'S', 'N', 'A', 'P', 0};
 #define CHILD_OK 0
 #define CHILD_EIO 1
 #define CHILD_ENOSPC 2
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
 
 /* Streams the body through a buffer into the temp file. */
 struct writer {
@@ -104,8 +78,8 @@ static int write_entry_cb(const struct kv_entry *e, void *arg)
 {
     struct writer *wr = arg;
     uint8_t lens[8];
-    put_u32(lens, (uint32_t)kv_entry_klen(e));
-    put_u32(lens + 4, (uint32_t)kv_entry_vlen(e));
+    le_put32(lens, (uint32_t)kv_entry_klen(e));
+    le_put32(lens + 4, (uint32_t)kv_entry_vlen(e));
     if (put_bytes(wr, lens, sizeof lens) != 0 ||
         put_bytes(wr, kv_entry_key(e), kv_entry_klen(e)) != 0 ||
         put_bytes(wr, kv_entry_value(e), kv_entry_vlen(e)) != 0)
@@ -119,13 +93,13 @@ static void encode_header(uint8_t *h, const struct snap_info *info, uint64_t bod
 {
     memset(h, 0, SNAP_HDR_SIZE);
     memcpy(h, snap_magic, sizeof snap_magic);
-    put_u32(h + 8, SNAP_FORMAT_VERSION);
-    put_u64(h + 16, info->index);
-    put_u64(h + 24, info->term);
-    put_u64(h + 32, info->records);
-    put_u64(h + 40, body_bytes);
-    put_u32(h + 48, body_crc);
-    put_u32(h + 60, crc32c(h, 60));
+    le_put32(h + 8, SNAP_FORMAT_VERSION);
+    le_put64(h + 16, info->index);
+    le_put64(h + 24, info->term);
+    le_put64(h + 32, info->records);
+    le_put64(h + 40, body_bytes);
+    le_put32(h + 48, body_crc);
+    le_put32(h + 60, crc32c(h, 60));
 }
 
 static void snap_name(char *out, size_t len, const char *dir, uint64_t index, const char *suffix)
@@ -200,13 +174,6 @@ struct snap_job {
     bool done;
 };
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 int snap_start(const char *dir, const struct io_ops *io, const struct kv_map *map,
                uint64_t index, uint64_t term, struct snap_job **out)
 {
@@ -214,7 +181,7 @@ int snap_start(const char *dir, const struct io_ops *io, const struct kv_map *ma
     if (!j)
         return LKV_ENOMEM;
     j->index = index;
-    j->started_ns = mono_ns();
+    j->started_ns = clock_now_ns();
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
@@ -329,22 +296,22 @@ static int check_header(const uint8_t *buf, uint64_t size, struct snap_info *inf
         snprintf(err, errlen, "%s: offset 0: not a snapshot file (bad magic or too short)", path);
         return LKV_ECORRUPT;
     }
-    if (get_u32(buf + 60) != crc32c(buf, 60)) {
+    if (le_get32(buf + 60) != crc32c(buf, 60)) {
         snprintf(err, errlen, "%s: offset 60: header checksum mismatch", path);
         return LKV_ECORRUPT;
     }
-    if (get_u32(buf + 8) != SNAP_FORMAT_VERSION) {
-        snprintf(err, errlen, "%s: format version %u is not supported", path, get_u32(buf + 8));
+    if (le_get32(buf + 8) != SNAP_FORMAT_VERSION) {
+        snprintf(err, errlen, "%s: format version %u is not supported", path, le_get32(buf + 8));
         return LKV_EFORMAT;
     }
-    info->index = get_u64(buf + 16);
-    info->term = get_u64(buf + 24);
-    info->records = get_u64(buf + 32);
+    info->index = le_get64(buf + 16);
+    info->term = le_get64(buf + 24);
+    info->records = le_get64(buf + 32);
     info->bytes = size;
-    *body_crc = get_u32(buf + 48);
-    if (get_u64(buf + 40) != size - SNAP_HDR_SIZE) {
+    *body_crc = le_get32(buf + 48);
+    if (le_get64(buf + 40) != size - SNAP_HDR_SIZE) {
         snprintf(err, errlen, "%s: offset 40: body is %" PRIu64 " bytes, header says %" PRIu64,
-                 path, size - SNAP_HDR_SIZE, get_u64(buf + 40));
+                 path, size - SNAP_HDR_SIZE, le_get64(buf + 40));
         return LKV_ECORRUPT;
     }
     return 0;
@@ -397,8 +364,8 @@ static int load_body(struct reader *rd, const struct snap_info *info, uint32_t b
     while (rd->file_off + rd->pos < rd->size) {
         uint64_t at = rd->file_off + rd->pos;
         int rc = window(rd, 8);
-        uint64_t klen = rc == 0 ? get_u32(rd->buf + rd->pos) : 0;
-        uint64_t vlen = rc == 0 ? get_u32(rd->buf + rd->pos + 4) : 0;
+        uint64_t klen = rc == 0 ? le_get32(rd->buf + rd->pos) : 0;
+        uint64_t vlen = rc == 0 ? le_get32(rd->buf + rd->pos + 4) : 0;
         if (rc == 0 && klen == 0)
             rc = LKV_ECORRUPT;
         if (rc == 0)
@@ -442,14 +409,14 @@ int snap_peek(const char *path, const struct io_ops *io, struct snap_info *info)
     io->close(fd);
     if (rc != 0)
         return rc;
-    if (memcmp(hdr, snap_magic, sizeof snap_magic) != 0 || get_u32(hdr + 60) != crc32c(hdr, 60))
+    if (memcmp(hdr, snap_magic, sizeof snap_magic) != 0 || le_get32(hdr + 60) != crc32c(hdr, 60))
         return LKV_ECORRUPT;
-    if (get_u32(hdr + 8) != SNAP_FORMAT_VERSION)
+    if (le_get32(hdr + 8) != SNAP_FORMAT_VERSION)
         return LKV_EFORMAT;
-    info->index = get_u64(hdr + 16);
-    info->term = get_u64(hdr + 24);
-    info->records = get_u64(hdr + 32);
-    info->bytes = SNAP_HDR_SIZE + get_u64(hdr + 40);
+    info->index = le_get64(hdr + 16);
+    info->term = le_get64(hdr + 24);
+    info->records = le_get64(hdr + 32);
+    info->bytes = SNAP_HDR_SIZE + le_get64(hdr + 40);
     return 0;
 }
 

@@ -1,5 +1,7 @@
 #include "util/crc32c.h"
 
+#include "util/endian.h"
+
 #include <pthread.h>
 #include <string.h>
 
@@ -32,17 +34,12 @@ static void slice_init_cb(void)
     }
 }
 
-static uint32_t load_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 /* `reg` is the raw shift register (not inverted). */
 static uint32_t update_sw(uint32_t reg, const uint8_t *p, size_t len)
 {
     while (len >= 8) {
-        uint32_t lo = reg ^ load_le32(p);
-        uint32_t hi = load_le32(p + 4);
+        uint32_t lo = reg ^ le_get32(p);
+        uint32_t hi = le_get32(p + 4);
         reg = slice[7][lo & 0xffu] ^ slice[6][(lo >> 8) & 0xffu] ^ slice[5][(lo >> 16) & 0xffu] ^
               slice[4][lo >> 24] ^ slice[3][hi & 0xffu] ^ slice[2][(hi >> 8) & 0xffu] ^
               slice[1][(hi >> 16) & 0xffu] ^ slice[0][hi >> 24];

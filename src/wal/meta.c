@@ -1,6 +1,7 @@
 #include "wal/meta.h"
 
 #include "util/crc32c.h"
+#include "util/endian.h"
 #include "util/err.h"
 
 #include <errno.h>
@@ -11,40 +12,26 @@
 
 static const uint8_t meta_magic[8] = {'L', 'K', 'V', 'M', 'E', 'T', 'A', 0};
 
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
 void meta_encode(uint8_t out[META_SIZE], const struct meta *m)
 {
     memset(out, 0, META_SIZE);
     memcpy(out, meta_magic, sizeof meta_magic);
-    put_le(out + 8, m->version, 4);
-    put_le(out + 16, m->term, 8);
-    put_le(out + 24, m->vote, 8);
-    put_le(out + 36, crc32c(out, 36), 4);
+    le_put32(out + 8, m->version);
+    le_put64(out + 16, m->term);
+    le_put64(out + 24, m->vote);
+    le_put32(out + 36, crc32c(out, 36));
 }
 
 int meta_decode(const uint8_t *buf, size_t len, struct meta *m)
 {
     if (len != META_SIZE || memcmp(buf, meta_magic, sizeof meta_magic) != 0 ||
-        get_le(buf + 36, 4) != crc32c(buf, 36))
+        le_get32(buf + 36) != crc32c(buf, 36))
         return LKV_ECORRUPT;
-    m->version = (uint32_t)get_le(buf + 8, 4);
+    m->version = le_get32(buf + 8);
     if (m->version != META_FORMAT_VERSION)
         return LKV_EFORMAT;
-    m->term = get_le(buf + 16, 8);
-    m->vote = get_le(buf + 24, 8);
+    m->term = le_get64(buf + 16);
+    m->vote = le_get64(buf + 24);
     return 0;
 }
 

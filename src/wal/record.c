@@ -1,45 +1,13 @@
 #include "wal/record.h"
 
 #include "util/crc32c.h"
+#include "util/endian.h"
 
 #include <assert.h>
 #include <stdbool.h>
 #include <string.h>
 
 static const uint8_t seg_magic[8] = {'L', 'K', 'V', 'L', 'O', 'G', 0x00, 0x01};
-
-static void put_le16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get_le16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-    return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
-}
 
 static bool all_zero(const uint8_t *p, size_t n)
 {
@@ -59,14 +27,14 @@ void wal_rec_hdr_pack(uint8_t out[WAL_REC_HDR_SIZE], const struct wal_rec_hdr *h
     assert(h->len <= WAL_REC_MAX_PAYLOAD);
     assert(type_known(h->type));
     assert(h->index > 0);
-    put_le32(out + 0, 0);
-    put_le32(out + 4, h->len);
+    le_put32(out + 0, 0);
+    le_put32(out + 4, h->len);
     out[8] = h->type;
     out[9] = 0;
-    put_le16(out + 10, 0);
-    put_le32(out + 12, h->batch_pos);
-    put_le64(out + 16, h->index);
-    put_le64(out + 24, h->term);
+    le_put16(out + 10, 0);
+    le_put32(out + 12, h->batch_pos);
+    le_put64(out + 16, h->index);
+    le_put64(out + 24, h->term);
 }
 
 uint32_t wal_rec_crc_begin(const uint8_t hdr[WAL_REC_HDR_SIZE])
@@ -76,7 +44,7 @@ uint32_t wal_rec_crc_begin(const uint8_t hdr[WAL_REC_HDR_SIZE])
 
 void wal_rec_hdr_seal(uint8_t hdr[WAL_REC_HDR_SIZE], uint32_t crc)
 {
-    put_le32(hdr, crc);
+    le_put32(hdr, crc);
 }
 
 size_t wal_rec_encode(uint8_t *out, const struct wal_rec_hdr *h, const void *payload)
@@ -97,20 +65,20 @@ enum wal_rec_status wal_rec_decode(const uint8_t *buf, size_t avail, struct wal_
         return WAL_REC_ZERO;
 
     struct wal_rec_hdr h = {
-        .len = get_le32(buf + 4),
+        .len = le_get32(buf + 4),
         .type = buf[8],
-        .batch_pos = get_le32(buf + 12),
-        .index = get_le64(buf + 16),
-        .term = get_le64(buf + 24),
+        .batch_pos = le_get32(buf + 12),
+        .index = le_get64(buf + 16),
+        .term = le_get64(buf + 24),
     };
-    if (buf[9] != 0 || get_le16(buf + 10) != 0 || !type_known(h.type) || h.index == 0 ||
+    if (buf[9] != 0 || le_get16(buf + 10) != 0 || !type_known(h.type) || h.index == 0 ||
         h.len > WAL_REC_MAX_PAYLOAD)
         return WAL_REC_BAD;
     if (avail - WAL_REC_HDR_SIZE < h.len) {
         *out = h;
         return WAL_REC_SHORT;
     }
-    if (crc32c(buf + 4, WAL_REC_HDR_SIZE - 4 + (size_t)h.len) != get_le32(buf))
+    if (crc32c(buf + 4, WAL_REC_HDR_SIZE - 4 + (size_t)h.len) != le_get32(buf))
         return WAL_REC_BAD;
 
     *out = h;
@@ -138,11 +106,11 @@ void wal_seg_hdr_encode(uint8_t out[WAL_SEG_HDR_SIZE], uint64_t first_index)
 {
     assert(first_index > 0);
     memcpy(out, seg_magic, sizeof(seg_magic));
-    put_le32(out + 8, WAL_FORMAT_VERSION);
-    put_le32(out + 12, 0);
-    put_le64(out + 16, first_index);
-    put_le32(out + 24, 0);
-    put_le32(out + 28, crc32c(out, 28));
+    le_put32(out + 8, WAL_FORMAT_VERSION);
+    le_put32(out + 12, 0);
+    le_put64(out + 16, first_index);
+    le_put32(out + 24, 0);
+    le_put32(out + 28, crc32c(out, 28));
 }
 
 enum wal_seg_status wal_seg_hdr_decode(const uint8_t *buf, size_t avail, uint64_t *first_index)
@@ -154,12 +122,12 @@ enum wal_seg_status wal_seg_hdr_decode(const uint8_t *buf, size_t avail, uint64_
     if (memcmp(buf, seg_magic, sizeof(seg_magic)) != 0)
         return WAL_SEG_BAD_MAGIC;
     /* crc before version: see the layout comment in record.h. */
-    if (crc32c(buf, 28) != get_le32(buf + 28))
+    if (crc32c(buf, 28) != le_get32(buf + 28))
         return WAL_SEG_BAD_CRC;
-    if (get_le32(buf + 8) != WAL_FORMAT_VERSION)
+    if (le_get32(buf + 8) != WAL_FORMAT_VERSION)
         return WAL_SEG_BAD_VERSION;
-    uint64_t first = get_le64(buf + 16);
-    if (get_le32(buf + 12) != 0 || get_le32(buf + 24) != 0 || first == 0)
+    uint64_t first = le_get64(buf + 16);
+    if (le_get32(buf + 12) != 0 || le_get32(buf + 24) != 0 || first == 0)
         return WAL_SEG_BAD_FIELD;
     *first_index = first;
     return WAL_SEG_OK;
