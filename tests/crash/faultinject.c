@@ -11,7 +11,7 @@
  *
  *   <call> <ERRNO> [short] [match=<substring>]
  *
- *   call      fdatasync, fsync, pwritev, pwrite, fallocate or ftruncate
+ *   call      fdatasync, fsync, pwritev, pwrite, pread, fallocate or ftruncate
  *   ERRNO     EIO, ENOSPC, EDQUOT, EROFS or EFBIG
  *   short     pwritev/pwrite only: write half the bytes and report that
  *             count; the next matching call then fails with ERRNO
@@ -202,6 +202,31 @@ int fsync(int fd)
         return -1;
     }
     return real(fd);
+}
+
+static ssize_t pread_impl(const char *name, int fd, void *buf, size_t n, off_t off)
+{
+    static ssize_t (*real)(int, void *, size_t, off_t);
+    if (!real)
+        real = (ssize_t(*)(int, void *, size_t, off_t))next_fn("pread");
+    char path[PATH_MAX_LEN];
+    struct fault f;
+    if (check("pread", fd, &f, path, sizeof path)) {
+        report(name, f.err, "fail", path);
+        errno = f.err;
+        return -1;
+    }
+    return real(fd, buf, n, off);
+}
+
+ssize_t pread(int fd, void *buf, size_t n, off_t off)
+{
+    return pread_impl("pread", fd, buf, n, off);
+}
+
+ssize_t pread64(int fd, void *buf, size_t n, off_t off)
+{
+    return pread_impl("pread", fd, buf, n, off);
 }
 
 int ftruncate(int fd, off_t len)

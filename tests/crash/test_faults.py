@@ -335,3 +335,45 @@ def test_failing_checkpoint_at_sigterm_keeps_the_log(start_server, data_dir, fau
     fault_ctl.unlink()
     srv = start_server(data_dir)
     assert_state(srv, model)
+
+
+# ------------------------------------------------------------ read errors at start
+
+@pytest.mark.parametrize("target", ["log-", "snap-"])
+def test_read_error_during_recovery_refuses_start_and_deletes_nothing(start_server, data_dir,
+                                                                      fault_ctl, target):
+    srv = start_server(data_dir)
+    model = {}
+    with Client(srv.port) as c:
+        put_all(c, model, "pre", 5)
+    if target == "snap-":
+        assert srv.terminate() == 0  # the final checkpoint leaves a snapshot to read
+        srv = start_server(data_dir)
+        with Client(srv.port) as c:
+            put_all(c, model, "post", 5)
+    srv.kill9()  # leaves log records to replay
+    files = sorted(p.name for p in data_dir.iterdir() if p.name.startswith(target))
+    assert files, f"no {target}* file to fail reading"
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+              for p in data_dir.iterdir() if p.name != "LOCK"}
+
+    fault_ctl.write_text(f"pread EIO match={target}\n")
+    failing = lkvcrash.Server(data_dir, fault_ctl=fault_ctl)
+    try:
+        code = failing.wait_exit(20)
+        failing.drain()
+        err = failing.stderr_text()
+    finally:
+        failing.cleanup()
+    # An unreadable file must stop recovery with a clear message: starting
+    # without it would lose acknowledged writes.
+    assert code == 1, f"exit code {code}, want 1:\n{err}"
+    assert "faultinject call=pread" in err, "the fault never fired"
+    named = [l for l in err.splitlines() if target in l and "faultinject" not in l]
+    assert named, f"no line names the {target}* file:\n{err}"
+    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+             for p in data_dir.iterdir() if p.name != "LOCK"}
+    assert after == before, "a start refused for a read error changed the directory"
+
+    fault_ctl.unlink()
+    assert_state(start_server(data_dir), model)
