@@ -673,10 +673,15 @@ err_after_alloc:
     return LKV_EIO;
 }
 
+/* MHD_quiesce_daemon is not used: in 0.9.75 with a thread pool and epoll it
+ * races the workers, which remove the listening socket from their epoll set
+ * themselves once they see the flag it sets, and the loser of the race
+ * aborts the process ("Failed to remove listen FD from epoll set"). New
+ * connections are still accepted while draining, and their requests get
+ * 503 and a close. */
 void http_server_quiesce(struct http_server *h)
 {
     atomic_store(&h->draining, true);
-    MHD_quiesce_daemon(h->daemon);
 }
 
 bool http_server_wait_idle(struct http_server *h, unsigned timeout_ms)

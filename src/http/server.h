@@ -29,8 +29,8 @@ struct http_server;
 int http_server_start(const struct http_server_config *cfg, struct store *store,
                       struct http_server **out, char *err, size_t errlen);
 
-/* Stops accepting connections; requests that arrive later on open
- * connections get 503 and the connection is closed. */
+/* Starts draining: every request that arrives from now on, on a new or an
+ * open connection, gets 503 and its connection is closed. */
 void http_server_quiesce(struct http_server *h);
 
 /* Waits until no request is in progress or timeout_ms has passed; returns
