@@ -62,18 +62,7 @@ static int put_cb(const char *key, size_t klen, const char *value, size_t vlen, 
 
 static void clear_dir(void)
 {
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        char p[FUZZ_DIR_MAX + 264];
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        unlink(p);
-    }
-    closedir(d);
+    fuzz_clear_dir(dir);
 }
 
 static void remove_dir(void)

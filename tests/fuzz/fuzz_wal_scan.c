@@ -172,18 +172,7 @@ static void check_only_shrunk(const struct dir_state *before, const struct dir_s
 
 static void clear_dir(void)
 {
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        char p[FUZZ_DIR_MAX + 64];
-        path_of(p, sizeof p, de->d_name);
-        unlink(p);
-    }
-    closedir(d);
+    fuzz_clear_dir(dir);
 }
 
 static void remove_dir(void)

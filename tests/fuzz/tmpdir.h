@@ -2,8 +2,11 @@
 #ifndef LKV_FUZZ_TMPDIR_H
 #define LKV_FUZZ_TMPDIR_H
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #define FUZZ_DIR_MAX 256
 
@@ -20,6 +23,23 @@ static void fuzz_make_tmpdir(char out[FUZZ_DIR_MAX], const char *tag)
         perror(out);
         abort();
     }
+}
+
+/* Deletes every file in dir (no subdirectories are expected), keeping dir. */
+static inline void fuzz_clear_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        char p[FUZZ_DIR_MAX + 264];
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        unlink(p);
+    }
+    closedir(d);
 }
 
 #endif
