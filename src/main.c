@@ -6,6 +6,7 @@
 #include "util/err.h"
 #include "util/fsutil.h"
 #include "util/log.h"
+#include "util/reclaim.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -135,6 +136,10 @@ int main(int argc, char **argv)
         return EXIT_FAILURE;
     }
 
+    /* Old segments and snapshots are freed in the background from here on. */
+    if (reclaim_start() != 0)
+        LOG_WARN("event=reclaim_thread_failed effect=\"files are freed synchronously\"");
+
     struct store *store;
     struct store_config scfg = {.dir = cfg.data_dir,
                                 .checkpoint_bytes = cfg.checkpoint_bytes,
@@ -184,6 +189,7 @@ int main(int argc, char **argv)
     int rc = store_shutdown(store);
     http_server_stop(http);
     store_free(store);
+    reclaim_stop();
     stats_log_summary();
     int code = (reason < 0 || rc != 0) ? EXIT_FAILURE : EXIT_SUCCESS;
     LOG_INFO("event=stop exit_code=%d", code);

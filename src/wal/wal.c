@@ -1,5 +1,7 @@
 #include "wal/wal.h"
 
+#include "util/reclaim.h"
+
 #include "util/crc32c.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -351,7 +353,7 @@ static int unlink_segment(struct wal *w, uint64_t first_index)
 {
     char path[4200];
     seg_path(w, first_index, path, sizeof path);
-    if (w->io->unlink(path) != 0 && errno != ENOENT)
+    if (reclaim_unlink(w->io, path) != 0 && errno != ENOENT)
         return LKV_EIO;
     return 0;
 }
