@@ -1,5 +1,6 @@
 #include "kv/kv_cmd.h"
 
+#include "kv/kv_map.h"
 #include "util/endian.h"
 #include "util/err.h"
 
@@ -23,7 +24,7 @@ int kv_cmd_decode(const uint8_t *p, size_t len, struct kv_cmd *out)
 
     size_t klen = le_get32(p + 1);
     size_t rest = len - KV_CMD_PREFIX_MAX;
-    if (klen == 0 || klen > rest)
+    if (klen == 0 || klen > rest || klen > KV_MAX_KEY_BYTES)
         return LKV_ECORRUPT;
     if (op == KV_OP_DELETE && klen != rest)
         return LKV_ECORRUPT;

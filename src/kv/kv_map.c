@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -29,20 +30,28 @@
 #define INIT_BUCKETS 16
 /* Old buckets moved per mutation: bounds the work any single put or delete does. */
 #define DRAIN_BUCKETS 64
-/* The cached hash has 32 bits, so more buckets than this would stay empty. */
+/* Bucket indexes use 32 bits of the hash, so more buckets than this would stay empty. */
 #define MAX_BUCKETS ((uint64_t)1 << 32)
 
-/* 24 bytes on LP64, followed by klen key bytes and vlen value bytes. */
+/* A 20-byte header followed by the key and value bytes, allocated as one
+ * block of ENTRY_HDR + klen + vlen. Every byte counts: with 16-byte keys and
+ * 100-byte values a 24-byte header costs a 160-byte malloc chunk, 20 bytes
+ * a 144-byte one. So the key length is stored minus one in 16 bits (keys are
+ * 1..65536 bytes), and instead of the full hash the entry keeps a 16-bit tag
+ * that rules out most mismatches before memcmp; bucket indexes are
+ * recomputed from the key when the table grows. */
 struct kv_entry {
     struct kv_entry *next; /* chain link; written only under the write lock */
     _Atomic uint32_t refs;
-    uint32_t hash; /* low 32 bits of the map's hash, set by kv_map_put_locked */
-    uint32_t klen;
     uint32_t vlen;
+    uint16_t klen_m1; /* klen - 1 */
+    uint16_t tag;     /* top 16 bits of the map's hash, set by kv_map_put_locked */
     char data[];
 };
 
-_Static_assert(sizeof(struct kv_entry) <= 24, "entry header grew; check the memory budget");
+#define ENTRY_HDR offsetof(struct kv_entry, data)
+_Static_assert(offsetof(struct kv_entry, data) == 20, "entry header grew; check the memory budget");
+#define KLEN(e) ((size_t)(e)->klen_m1 + 1)
 
 struct table {
     struct kv_entry **slots; /* NULL for `old` when no drain is in progress */
@@ -70,16 +79,15 @@ struct kv_detached {
 
 struct kv_entry *kv_entry_new(const char *key, size_t klen, size_t vlen)
 {
-    assert(klen > 0 && klen <= UINT32_MAX && vlen <= UINT32_MAX);
-    if (vlen > SIZE_MAX - sizeof(struct kv_entry) - klen)
+    if (klen == 0 || klen > KV_MAX_KEY_BYTES || vlen > UINT32_MAX)
         return NULL;
-    struct kv_entry *e = malloc(sizeof *e + klen + vlen);
+    struct kv_entry *e = malloc(ENTRY_HDR + klen + vlen);
     if (!e)
         return NULL;
     e->next = NULL;
     atomic_init(&e->refs, 1);
-    e->hash = 0;
-    e->klen = (uint32_t)klen;
+    e->tag = 0;
+    e->klen_m1 = (uint16_t)(klen - 1);
     e->vlen = (uint32_t)vlen;
     memcpy(e->data, key, klen);
     return e;
@@ -87,7 +95,7 @@ struct kv_entry *kv_entry_new(const char *key, size_t klen, size_t vlen)
 
 char *kv_entry_value_mut(struct kv_entry *e)
 {
-    return e->data + e->klen;
+    return e->data + KLEN(e);
 }
 
 const char *kv_entry_key(const struct kv_entry *e)
@@ -97,12 +105,12 @@ const char *kv_entry_key(const struct kv_entry *e)
 
 size_t kv_entry_klen(const struct kv_entry *e)
 {
-    return e->klen;
+    return KLEN(e);
 }
 
 const char *kv_entry_value(const struct kv_entry *e)
 {
-    return e->data + e->klen;
+    return e->data + KLEN(e);
 }
 
 size_t kv_entry_vlen(const struct kv_entry *e)
@@ -191,9 +199,15 @@ static uint64_t hash_key(const struct kv_map *m, const char *p, size_t n)
     return fold_mul(h, HASH_FINAL_MUL);
 }
 
-static inline uint32_t hash32(const struct kv_map *m, const char *key, size_t klen)
+/* The entry's tag: bits the bucket index (the low 32) does not use. */
+static inline uint16_t tag_of(uint64_t h)
 {
-    return (uint32_t)hash_key(m, key, klen);
+    return (uint16_t)(h >> 48);
+}
+
+static inline uint64_t entry_hash(const struct kv_map *m, const struct kv_entry *e)
+{
+    return hash_key(m, e->data, KLEN(e));
 }
 
 static void seed_hash(struct kv_map *m)
@@ -224,26 +238,28 @@ static void seed_hash(struct kv_map *m)
 /* ---- tables ---- */
 
 /* The head of the chain where an entry with hash h lives (see the invariant above). */
-static inline struct kv_entry **bucket(const struct kv_map *m, uint32_t h)
+static inline struct kv_entry **bucket(const struct kv_map *m, uint64_t h)
 {
+    uint32_t b = (uint32_t)h;
     if (m->old.slots) {
-        size_t i = h & m->old.mask;
+        size_t i = b & m->old.mask;
         if (i >= m->drained)
             return &m->old.slots[i];
     }
-    return &m->cur.slots[h & m->cur.mask];
+    return &m->cur.slots[b & m->cur.mask];
 }
 
-static inline bool matches(const struct kv_entry *e, uint32_t h, const char *key, size_t klen)
+static inline bool matches(const struct kv_entry *e, uint16_t tag, const char *key, size_t klen)
 {
-    return e->hash == h && e->klen == klen && memcmp(e->data, key, klen) == 0;
+    return e->tag == tag && KLEN(e) == klen && memcmp(e->data, key, klen) == 0;
 }
 
 /* The link that points at key's entry, or the NULL link ending its chain. */
-static struct kv_entry **find_link(const struct kv_map *m, uint32_t h, const char *key, size_t klen)
+static struct kv_entry **find_link(const struct kv_map *m, uint64_t h, const char *key, size_t klen)
 {
     struct kv_entry **link = bucket(m, h);
-    while (*link && !matches(*link, h, key, klen))
+    uint16_t tag = tag_of(h);
+    while (*link && !matches(*link, tag, key, klen))
         link = &(*link)->next;
     return link;
 }
@@ -258,7 +274,7 @@ static void drain_step(struct kv_map *m)
         m->old.slots[i] = NULL;
         while (e) {
             struct kv_entry *next = e->next;
-            struct kv_entry **head = &m->cur.slots[e->hash & m->cur.mask];
+            struct kv_entry **head = &m->cur.slots[(uint32_t)entry_hash(m, e) & m->cur.mask];
             e->next = *head;
             *head = e;
             e = next;
@@ -376,7 +392,7 @@ void kv_map_free(struct kv_map *m)
 
 struct kv_entry *kv_map_get(struct kv_map *m, const char *key, size_t klen)
 {
-    uint32_t h = hash32(m, key, klen);
+    uint64_t h = hash_key(m, key, klen);
     pthread_rwlock_rdlock(&m->lock);
     struct kv_entry *e = *find_link(m, h, key, klen);
     if (e)
@@ -397,7 +413,7 @@ void kv_map_write_unlock(struct kv_map *m)
 
 void kv_map_prefetch(const struct kv_map *m, const struct kv_entry *e)
 {
-    __builtin_prefetch(bucket(m, hash32(m, e->data, e->klen)), 1);
+    __builtin_prefetch(bucket(m, entry_hash(m, e)), 1);
 }
 
 int kv_map_reserve_locked(struct kv_map *m, uint64_t n)
@@ -416,7 +432,7 @@ int kv_map_reserve_locked(struct kv_map *m, uint64_t n)
         struct kv_entry *e = m->cur.slots[i];
         while (e) {
             struct kv_entry *next = e->next;
-            struct kv_entry **head = &slots[e->hash & (size - 1)];
+            struct kv_entry **head = &slots[(uint32_t)entry_hash(m, e) & (size - 1)];
             e->next = *head;
             *head = e;
             e = next;
@@ -429,21 +445,22 @@ int kv_map_reserve_locked(struct kv_map *m, uint64_t n)
 
 int kv_map_put_locked(struct kv_map *m, struct kv_entry *e)
 {
-    e->hash = hash32(m, e->data, e->klen);
+    uint64_t h = entry_hash(m, e);
+    e->tag = tag_of(h);
     if (m->old.slots)
         drain_step(m);
-    struct kv_entry **link = find_link(m, e->hash, e->data, e->klen);
+    struct kv_entry **link = find_link(m, h, e->data, KLEN(e));
     struct kv_entry *prev = *link;
     if (prev == e) {
         /* Re-putting the published entry: the map already holds a reference. */
         kv_entry_unref(e);
         return 0;
     }
-    uint64_t added = (uint64_t)e->klen + e->vlen;
+    uint64_t added = (uint64_t)KLEN(e) + e->vlen;
     if (prev) {
         e->next = prev->next;
         *link = e;
-        add_stats(m, 0, added - ((uint64_t)prev->klen + prev->vlen));
+        add_stats(m, 0, added - ((uint64_t)KLEN(prev) + prev->vlen));
         kv_entry_unref(prev); /* readers holding it keep it alive */
         return 0;
     }
@@ -457,7 +474,7 @@ int kv_map_put_locked(struct kv_map *m, struct kv_entry *e)
 
 bool kv_map_delete_locked(struct kv_map *m, const char *key, size_t klen)
 {
-    uint32_t h = hash32(m, key, klen);
+    uint64_t h = hash_key(m, key, klen);
     if (m->old.slots)
         drain_step(m);
     struct kv_entry **link = find_link(m, h, key, klen);
@@ -465,7 +482,7 @@ bool kv_map_delete_locked(struct kv_map *m, const char *key, size_t klen)
     if (!e)
         return false;
     *link = e->next;
-    add_stats(m, (uint64_t)-1, (uint64_t)0 - ((uint64_t)e->klen + e->vlen));
+    add_stats(m, (uint64_t)-1, (uint64_t)0 - ((uint64_t)KLEN(e) + e->vlen));
     kv_entry_unref(e);
     return true;
 }

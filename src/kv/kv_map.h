@@ -22,14 +22,19 @@
  * released later by kv_detached_free(), outside the lock.
  */
 
+/* The longest key an entry can hold (the --max-key-bytes ceiling). A log
+ * record or snapshot naming a longer key is damaged. */
+#define KV_MAX_KEY_BYTES 65536
+
 /* One key and its value in a single allocation. Immutable once it has been
  * handed to kv_map_put_locked(); shared by reference count. */
 struct kv_entry;
 
 /* Allocates an entry with a copy of `key` and room for `vlen` value bytes
  * (uninitialised: fill them through kv_entry_value_mut() before publishing).
- * Reference count starts at 1, owned by the caller. klen must be > 0 and
- * <= UINT32_MAX; vlen <= UINT32_MAX. Returns NULL when out of memory. */
+ * Reference count starts at 1, owned by the caller. Returns NULL when out
+ * of memory, or when klen is not 1..KV_MAX_KEY_BYTES or vlen > UINT32_MAX
+ * (callers check those first). */
 struct kv_entry *kv_entry_new(const char *key, size_t klen, size_t vlen);
 
 /* Writable value bytes; only valid before the entry is published. */

@@ -406,7 +406,7 @@ static int load_body(struct reader *rd, const struct snap_info *info, uint32_t b
         int rc = window(rd, 8);
         uint64_t klen = rc == 0 ? le_get32(rd->buf + rd->pos) : 0;
         uint64_t vlen = rc == 0 ? le_get32(rd->buf + rd->pos + 4) : 0;
-        if (rc == 0 && klen == 0)
+        if (rc == 0 && (klen == 0 || klen > KV_MAX_KEY_BYTES))
             rc = LKV_ECORRUPT;
         if (rc == 0)
             rc = window(rd, (size_t)(8 + klen + vlen));

@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 
 #include "kv/kv_cmd.h"
+#include "kv/kv_map.h"
 #include "util/err.h"
 
 #include <stdlib.h>
@@ -72,10 +73,21 @@ Test(kv_cmd, klen_is_little_endian)
     cr_assert_eq(kv_cmd_encode_prefix(buf, KV_OP_DELETE, klen), 5);
     const uint8_t want[5] = {KV_OP_DELETE, 0x03, 0x02, 0x01, 0x00};
     cr_assert_arr_eq(buf, want, 5);
+    free(buf);
+}
+
+Test(kv_cmd, longest_key_decodes_and_one_more_is_damage)
+{
+    size_t klen = KV_MAX_KEY_BYTES + 1;
+    uint8_t *buf = malloc(5 + klen);
+    cr_assert_not_null(buf);
     memset(buf + 5, 'x', klen);
     struct kv_cmd c;
-    cr_assert_eq(kv_cmd_decode(buf, 5 + klen, &c), 0);
-    cr_assert_eq(c.klen, klen);
+    kv_cmd_encode_prefix(buf, KV_OP_DELETE, KV_MAX_KEY_BYTES);
+    cr_assert_eq(kv_cmd_decode(buf, 5 + KV_MAX_KEY_BYTES, &c), 0);
+    cr_assert_eq(c.klen, KV_MAX_KEY_BYTES);
+    kv_cmd_encode_prefix(buf, KV_OP_DELETE, klen);
+    cr_assert_eq(kv_cmd_decode(buf, 5 + klen, &c), LKV_ECORRUPT);
     free(buf);
 }
 

@@ -640,3 +640,26 @@ Test(kv_map, readers_never_see_torn_values_while_writer_mutates, .timeout = 600)
     }
     kv_map_free(m);
 }
+
+/* The entry stores the key length minus one in 16 bits: both ends of the
+ * allowed range must come back intact, and one byte more is refused. */
+Test(kv_map, key_length_limits)
+{
+    struct kv_map *m = kv_map_new();
+    cr_assert_not_null(m);
+    char *big = malloc(KV_MAX_KEY_BYTES + 1);
+    cr_assert_not_null(big);
+    memset(big, 'k', KV_MAX_KEY_BYTES + 1);
+    big[KV_MAX_KEY_BYTES - 1] = 'z';
+    cr_assert_eq(put(m, "a", 1, "one", 3), 0);
+    cr_assert_eq(put(m, big, KV_MAX_KEY_BYTES, "max", 3), 0);
+    cr_assert_eq(put(m, big, KV_MAX_KEY_BYTES - 1, "less", 4), 0);
+    cr_assert(has_value(m, "a", 1, "one", 3));
+    cr_assert(has_value(m, big, KV_MAX_KEY_BYTES, "max", 3));
+    cr_assert(has_value(m, big, KV_MAX_KEY_BYTES - 1, "less", 4));
+    cr_assert_eq(kv_map_bytes(m), 1 + 3 + KV_MAX_KEY_BYTES + 3 + KV_MAX_KEY_BYTES - 1 + 4);
+    cr_assert_null(kv_entry_new(big, KV_MAX_KEY_BYTES + 1, 1));
+    cr_assert_null(kv_entry_new(big, 0, 1));
+    free(big);
+    kv_map_free(m);
+}
