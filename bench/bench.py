@@ -710,7 +710,7 @@ def stall_round(data, nkeys, big, r):
         "baseline": base,
         "server_us": server_us,
         "checkpoints": len(starts),
-        "fork_us": [int(e["fork_us"]) for e in starts],
+        "fork_us": [int(e["start_us"]) for e in starts],
         "checkpoint_ms": [int(e["duration_ms"]) for e in dones],
         "failed": sum(e["event"] == "checkpoint_failed" for e in evs),
         "window_covered_pct": round(100 * covered / max(w1 - w0, 1e-6), 1),

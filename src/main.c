@@ -78,8 +78,7 @@ static unsigned fit_connection_limit(unsigned wanted)
 
 /* glibc reads its tunables only when a process starts, so the one that
  * puts malloc's heap on transparent huge pages is set by re-executing once.
- * With a million keys it halves recovery time (fewer, cheaper page faults)
- * and shrinks the page tables a checkpoint's fork() copies. */
+ * With a million keys it halves recovery time (fewer, cheaper page faults). */
 static void exec_with_huge_pages(char **argv)
 {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)

@@ -25,8 +25,12 @@
  * cannot hold many small writes behind a long write. */
 #define BATCH_MAX_BYTES (4u << 20)
 #define SEGMENT_BYTES (64u << 20)
-/* While a checkpoint child runs, the idle writer wakes this often to reap it. */
-#define CHECKPOINT_POLL_NS (20 * 1000000L)
+/* How often an idle writer wakes to feed a running checkpoint. */
+#define CHECKPOINT_POLL_NS (1000000L)
+/* Pieces (about 256 KiB each) fed to a checkpoint after each batch: small,
+ * so a busy writer delays the next batch by well under a millisecond. */
+#define FEED_PER_BATCH 1
+#define FEED_WHEN_IDLE 4
 
 struct store {
     struct store_config cfg;
@@ -307,8 +311,9 @@ static void reap_checkpoint(struct store *s, bool wait)
         checkpoint_done(s, snap_job_index(s->job), snap_job_started_ns(s->job));
     } else {
         /* The old snapshot and the whole log are still there; try again
-         * after the log has grown some more. */
-        s->checkpoint_at = wal_size_bytes(s->wal) + s->cfg.checkpoint_bytes;
+         * after the log has grown some more (at once after a clear). */
+        s->checkpoint_at = wal_size_bytes(s->wal) +
+                           (result == LKV_ERESTART ? 0 : s->cfg.checkpoint_bytes);
         LOG_WARN("event=checkpoint_failed index=%" PRIu64 " error=\"%s\"",
                  snap_job_index(s->job), lkv_strerror(result));
     }
@@ -329,11 +334,11 @@ static void maybe_checkpoint(struct store *s)
     uint64_t t0 = clock_now_ns();
     int rc = snap_start(s->cfg.dir, s->io, s->map, last, 0, &s->job);
     if (rc != 0) {
-        LOG_WARN("event=checkpoint_fork_failed error=\"%s\"", lkv_strerror(rc));
+        LOG_WARN("event=checkpoint_start_failed error=\"%s\"", lkv_strerror(rc));
         s->checkpoint_at = wal_size_bytes(s->wal) + s->cfg.checkpoint_bytes;
         return;
     }
-    LOG_INFO("event=checkpoint_start index=%" PRIu64 " keys=%" PRIu64 " fork_us=%" PRIu64, last,
+    LOG_INFO("event=checkpoint_start index=%" PRIu64 " keys=%" PRIu64 " start_us=%" PRIu64, last,
              kv_map_count(s->map), (clock_now_ns() - t0) / 1000);
 }
 
@@ -378,6 +383,8 @@ static void *writer_main(void *arg)
                 break;
         }
         maybe_checkpoint(s);
+        if (s->job)
+            snap_feed(s->job, batch ? FEED_PER_BATCH : FEED_WHEN_IDLE);
     }
     final_checkpoint(s);
     publish_gauges(s);

@@ -67,6 +67,8 @@ struct kv_map {
     uint64_t mul;           /* second hash key, always odd */
     _Atomic uint64_t count; /* stored only by the writer; atomic so readers never see a tear */
     _Atomic uint64_t bytes;
+    uint64_t clears;        /* writer only: clears so far, to invalidate walks */
+    bool walking;           /* writer only: a walk is open, so no growth */
 };
 
 struct kv_detached {
@@ -467,7 +469,8 @@ int kv_map_put_locked(struct kv_map *m, struct kv_entry *e)
     e->next = NULL;
     *link = e;
     add_stats(m, 1, added);
-    if (!m->old.slots && atomic_load_explicit(&m->count, memory_order_relaxed) > m->cur.mask + 1)
+    if (!m->old.slots && !m->walking &&
+        atomic_load_explicit(&m->count, memory_order_relaxed) > m->cur.mask + 1)
         return grow(m);
     return 0;
 }
@@ -508,6 +511,7 @@ static void release_in_place(struct kv_map *m)
 
 struct kv_detached *kv_map_clear_locked(struct kv_map *m)
 {
+    m->clears++;
     if (atomic_load_explicit(&m->count, memory_order_relaxed) == 0)
         return NULL;
     struct kv_detached *d = malloc(sizeof *d);
@@ -558,4 +562,59 @@ int kv_map_foreach(const struct kv_map *m, int (*cb)(const struct kv_entry *e, v
     if (rc)
         return rc;
     return walk_table(&m->cur, 0, cb, arg);
+}
+
+/* ---- walks ----
+ *
+ * While a drain is in progress, cur has twice old's buckets and an entry of
+ * old bucket g moves to cur bucket g or g + base. So "old[g] (if not yet
+ * drained), cur[g], cur[g + base]" is a group no entry ever leaves: visiting
+ * it in one go, between mutations, sees each of its entries exactly once.
+ * Without a drain a group is the single cur bucket g. Growth is held off
+ * while the walk is open, so the groups stay fixed; a drain already under
+ * way may finish meanwhile, which moves entries only within their group. */
+
+void kv_map_walk_begin(struct kv_map *m, struct kv_walk *w)
+{
+    m->walking = true;
+    *w = (struct kv_walk){.base = m->old.slots ? m->old.mask + 1 : m->cur.mask + 1,
+                          .next = 0,
+                          .clears = m->clears};
+}
+
+static int visit_chain(const struct kv_entry *e, size_t *seen,
+                       int (*cb)(const struct kv_entry *e, void *arg), void *arg)
+{
+    for (; e; e = e->next) {
+        int rc = cb(e, arg);
+        if (rc)
+            return rc;
+        *seen += KLEN(e) + e->vlen;
+    }
+    return 0;
+}
+
+int kv_map_walk_step(struct kv_map *m, struct kv_walk *w, size_t budget,
+                     int (*cb)(const struct kv_entry *e, void *arg), void *arg)
+{
+    if (m->clears != w->clears)
+        return LKV_ERESTART;
+    size_t seen = 0;
+    while (w->next < w->base && seen < budget) {
+        size_t g = w->next++;
+        int rc = 0;
+        if (m->old.slots && g >= m->drained)
+            rc = visit_chain(m->old.slots[g], &seen, cb, arg);
+        for (size_t b = g; rc == 0 && b <= m->cur.mask; b += w->base)
+            rc = visit_chain(m->cur.slots[b], &seen, cb, arg);
+        if (rc)
+            return rc;
+    }
+    return w->next < w->base ? 1 : 0;
+}
+
+void kv_map_walk_end(struct kv_map *m, struct kv_walk *w)
+{
+    (void)w;
+    m->walking = false;
 }

@@ -104,8 +104,35 @@ uint64_t kv_map_bytes(const struct kv_map *m);
 
 /* Calls cb for every entry, in unspecified order, until cb returns non-zero
  * (which is then returned); returns 0 after a full walk. Only the writer
- * thread (between batches), or a forked child, may call it. */
+ * thread, between batches, may call it. */
 int kv_map_foreach(const struct kv_map *m, int (*cb)(const struct kv_entry *e, void *arg),
                    void *arg);
+
+/* A walk the writer thread advances a step at a time between batches while
+ * writes go on: the source of a fuzzy snapshot. Every key that is in the
+ * map for the whole walk is seen exactly once, with its value at the moment
+ * its bucket group was visited; a key put or deleted during the walk may or
+ * may not be seen, but never twice. The table does not grow while a walk is
+ * open (chains only get longer). A clear ends the walk's validity. */
+struct kv_walk {
+    size_t base;     /* bucket groups: g, g + base, ... of cur, and old[g] */
+    size_t next;     /* next group to visit */
+    uint64_t clears; /* the map's clear count at begin */
+};
+
+/* Writer thread. Only one walk may be open at a time. */
+void kv_map_walk_begin(struct kv_map *m, struct kv_walk *w);
+
+/* Writer thread, between batches (no lock needed: it is the only mutator).
+ * Visits whole bucket groups, calling cb for each entry, until the entries
+ * visited this call hold at least `budget` key and value bytes or the map is
+ * done. Returns 1 when groups remain, 0 when the walk is complete,
+ * LKV_ERESTART when the map was cleared since begin, or cb's non-zero
+ * return. */
+int kv_map_walk_step(struct kv_map *m, struct kv_walk *w, size_t budget,
+                     int (*cb)(const struct kv_entry *e, void *arg), void *arg);
+
+/* Writer thread: closes the walk (the table may grow again). */
+void kv_map_walk_end(struct kv_map *m, struct kv_walk *w);
 
 #endif

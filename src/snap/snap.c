@@ -1,5 +1,6 @@
 #include "snap/snap.h"
 
+#include "util/buf.h"
 #include "util/clock.h"
 #include "util/crc32c.h"
 #include "util/endian.h"
@@ -11,15 +12,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sched.h>
-#include <sys/prctl.h>
+#include <semaphore.h>
+#include <stdatomic.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,11 +30,6 @@ static const uint8_t snap_magic[8] = {'L', 'K', 'V', 'S', 'N', 'A', 'P', 0};
 #define SNAP_SUFFIX ".snap"
 #define TMP_SUFFIX ".tmp"
 #define WRITE_CHUNK (1u << 20)
-
-/* Child exit codes, mapped back to errors by snap_poll. */
-#define CHILD_OK 0
-#define CHILD_EIO 1
-#define CHILD_ENOSPC 2
 
 /* Streams the body through a buffer into the temp file. */
 struct writer {
@@ -46,35 +42,47 @@ struct writer {
     uint64_t records;
     int failed_errno;
     bool pace; /* bound dirty data with sync_file_range (background writer) */
+    uint64_t prev_off, prev_len; /* the block written before the last one */
 };
 
-/* Keeps the snapshot's dirty page cache to about two chunks: start
- * writeback of the chunk just written and wait for the one before it. A
+/* Keeps the snapshot's dirty page cache to about two blocks: start
+ * writeback of the block just written and wait for the one before it. A
  * journal commit forced by the log's fdatasync then never has to wait for
  * a hundred megabytes of snapshot data, and the write goes at the disk's
  * pace instead of in one burst at the final fsync. Advisory only: errors
  * are ignored here and reported by that fsync. */
-static void pace_writeback(const struct writer *wr, size_t just_written)
+static void pace_writeback(struct writer *wr, size_t just_written)
 {
-    if (wr->off > WRITE_CHUNK)
-        (void)sync_file_range(wr->fd, (off_t)(wr->off - WRITE_CHUNK), WRITE_CHUNK,
+    uint64_t start = wr->off - just_written; /* wr->off is past the new bytes */
+    if (wr->prev_len > 0)
+        (void)sync_file_range(wr->fd, (off_t)wr->prev_off, (off_t)wr->prev_len,
                               SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WAIT_AFTER);
-    (void)sync_file_range(wr->fd, (off_t)wr->off, (off_t)just_written, SYNC_FILE_RANGE_WRITE);
+    (void)sync_file_range(wr->fd, (off_t)start, (off_t)just_written, SYNC_FILE_RANGE_WRITE);
+    wr->prev_off = start;
+    wr->prev_len = just_written;
+}
+
+/* Appends n bytes at the writer's offset and folds them into the CRC. */
+static int write_block(struct writer *wr, const uint8_t *p, size_t n)
+{
+    struct iovec iov = {(void *)p, n};
+    if (io_pwritev_all(wr->io, wr->fd, &iov, 1, (off_t)wr->off) != 0) {
+        wr->failed_errno = errno;
+        return -1;
+    }
+    wr->crc = crc32c_extend(wr->crc, p, n);
+    wr->off += n;
+    if (wr->pace)
+        pace_writeback(wr, n);
+    return 0;
 }
 
 static int flush(struct writer *wr)
 {
     if (wr->used == 0)
         return 0;
-    struct iovec iov = {wr->buf, wr->used};
-    if (io_pwritev_all(wr->io, wr->fd, &iov, 1, (off_t)wr->off) != 0) {
-        wr->failed_errno = errno;
+    if (write_block(wr, wr->buf, wr->used) != 0)
         return -1;
-    }
-    if (wr->pace)
-        pace_writeback(wr, wr->used);
-    wr->crc = crc32c_extend(wr->crc, wr->buf, wr->used);
-    wr->off += wr->used;
     wr->used = 0;
     return 0;
 }
@@ -132,15 +140,49 @@ static int errno_code(int e)
     return e == ENOSPC || e == EDQUOT ? LKV_ENOSPC : LKV_EIO;
 }
 
-static int write_snapshot(const char *dir, const struct io_ops *io, const struct kv_map *map,
-                          uint64_t index, uint64_t term, bool background, struct snap_info *info,
-                          char *err, size_t errlen)
+/* The body is written: header, fsync, close, then the .snap name. Only a
+ * complete, synced file ever carries that name. Returns 0, or -1 with
+ * wr->failed_errno set (the caller then abandons the file). */
+static int finish_file(struct writer *wr, const char *dir, const char *tmp, const char *final,
+                       uint64_t index, uint64_t term, struct snap_info *info)
+{
+    *info = (struct snap_info){.index = index, .term = term, .records = wr->records,
+                               .bytes = wr->off};
+    uint8_t hdr[SNAP_HDR_SIZE];
+    encode_header(hdr, info, wr->off - SNAP_HDR_SIZE, wr->crc);
+    errno = 0;
+    if (wr->io->pwrite(wr->fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
+        wr->io->fsync(wr->fd) != 0) {
+        wr->failed_errno = errno ? errno : EIO;
+        return -1;
+    }
+    int fd = wr->fd;
+    wr->fd = -1;
+    if (wr->io->close(fd) != 0 || wr->io->rename(tmp, final) != 0 ||
+        io_fsync_dir(wr->io, dir) != 0) {
+        wr->failed_errno = errno;
+        return -1;
+    }
+    return 0;
+}
+
+/* Removes what a failed write left behind. */
+static void abandon_file(struct writer *wr, const char *tmp)
+{
+    if (wr->fd >= 0)
+        wr->io->close(wr->fd);
+    wr->fd = -1;
+    wr->io->unlink(tmp);
+}
+
+int snap_write(const char *dir, const struct io_ops *io, const struct kv_map *map,
+               uint64_t index, uint64_t term, struct snap_info *info, char *err, size_t errlen)
 {
     io = io ? io : &io_libc;
     char tmp[4200], final[4200];
     snap_name(tmp, sizeof tmp, dir, index, TMP_SUFFIX);
     snap_name(final, sizeof final, dir, index, SNAP_SUFFIX);
-    struct writer wr = {.io = io, .off = SNAP_HDR_SIZE, .crc = 0, .pace = background};
+    struct writer wr = {.io = io, .off = SNAP_HDR_SIZE, .crc = 0};
     wr.buf = malloc(WRITE_CHUNK);
     if (!wr.buf) {
         snprintf(err, errlen, "%s: %s", tmp, lkv_strerror(LKV_ENOMEM));
@@ -151,128 +193,218 @@ static int write_snapshot(const char *dir, const struct io_ops *io, const struct
         wr.failed_errno = errno;
         goto err_before_open;
     }
-    if (kv_map_foreach(map, write_entry_cb, &wr) != 0 || flush(&wr) != 0)
+    if (kv_map_foreach(map, write_entry_cb, &wr) != 0 || flush(&wr) != 0 ||
+        finish_file(&wr, dir, tmp, final, index, term, info) != 0)
         goto err_after_open;
-
-    *info = (struct snap_info){.index = index, .term = term, .records = wr.records,
-                               .bytes = wr.off};
-    uint8_t hdr[SNAP_HDR_SIZE];
-    encode_header(hdr, info, wr.off - SNAP_HDR_SIZE, wr.crc);
-    if (io->pwrite(wr.fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
-        io->fsync(wr.fd) != 0) {
-        wr.failed_errno = errno ? errno : EIO;
-        goto err_after_open;
-    }
-    if (io->close(wr.fd) != 0) {
-        wr.failed_errno = errno;
-        wr.fd = -1;
-        goto err_after_open;
-    }
-    wr.fd = -1;
-    /* Only a complete, synced file ever carries the .snap name. */
-    if (io->rename(tmp, final) != 0 || io_fsync_dir(io, dir) != 0) {
-        wr.failed_errno = errno;
-        goto err_after_open;
-    }
     free(wr.buf);
     return 0;
 
 err_after_open:
-    if (wr.fd >= 0)
-        io->close(wr.fd);
-    io->unlink(tmp);
+    abandon_file(&wr, tmp);
 err_before_open:
     free(wr.buf);
     snprintf(err, errlen, "cannot write snapshot %s: %s", tmp, strerror(wr.failed_errno));
     return errno_code(wr.failed_errno);
 }
 
-int snap_write(const char *dir, const struct io_ops *io, const struct kv_map *map,
-               uint64_t index, uint64_t term, struct snap_info *info, char *err, size_t errlen)
-{
-    return write_snapshot(dir, io, map, index, term, false, info, err, errlen);
-}
+/* ---- checkpoints alongside writes ----
+ *
+ * The writer thread walks the map a step at a time between batches
+ * (kv_map_walk_step) and serialises what it visits into one of FEED_BUFS
+ * buffers; a background thread writes full buffers to the temp file. The
+ * two share no lock: the writer hands a buffer over with sem_post and sees
+ * it come back through `written`. So the background thread, which runs at
+ * idle priority and may be preempted for long, can never hold up a write.
+ * The result is a fuzzy snapshot (see kv_map_walk_step): replaying the log
+ * after its index over it gives the exact state, because every logged
+ * command sets a key's whole state (set, delete, clear). */
 
-/* The child is background work: it gets the CPU only when nothing else
- * wants it, and the lowest I/O priority the block layer honours. Failures
- * are harmless (the snapshot is written at normal priority). */
+/* The snapshot thread is background work: it gets the CPU only when
+ * nothing else wants it, and the lowest I/O priority the block layer
+ * honours. Failures are harmless (it then runs at normal priority). */
 static void become_background(void)
 {
     struct sched_param sp = {.sched_priority = 0};
-    (void)sched_setscheduler(0, SCHED_IDLE, &sp);
-    /* ioprio_set(IOPRIO_WHO_PROCESS, self, IOPRIO_CLASS_IDLE): glibc has
-     * no wrapper; class 3 in the top bits, level 0. */
+    (void)sched_setscheduler(0, SCHED_IDLE, &sp); /* 0: this thread */
+    /* ioprio_set(IOPRIO_WHO_PROCESS, this thread, IOPRIO_CLASS_IDLE):
+     * glibc has no wrapper; class 3 in the top bits, level 0. */
     (void)syscall(SYS_ioprio_set, 1, 0, 3 << 13);
 }
 
+#define FEED_BUFS 4
+#define FEED_BYTES (256u << 10) /* serialised per step; bounds one step's time */
+
 struct snap_job {
-    pid_t pid;
-    uint64_t index;
-    uint64_t started_ns;
+    /* fixed at start */
+    const char *dir;
+    const struct io_ops *io;
+    struct kv_map *map;
+    uint64_t index, term, started_ns;
+    pthread_t thread;
+    /* writer thread only */
+    struct kv_walk walk;
+    bool walk_open;
+    bool fed_all;   /* the last buffer has been handed over */
+    bool joined;
+    uint64_t filled; /* buffers handed over */
+    uint64_t records;
+    /* handed over through the semaphore and `written` */
+    struct buf bufs[FEED_BUFS];
+    bool last[FEED_BUFS];
+    uint64_t total_records; /* valid with the last buffer */
+    sem_t full;
+    _Atomic uint64_t written; /* buffers the background thread is done with */
+    _Atomic bool abort;       /* writer: stop and remove the temp file */
+    _Atomic bool done;        /* background thread: result is set */
     int result;
-    bool done;
 };
 
-int snap_start(const char *dir, const struct io_ops *io, const struct kv_map *map,
-               uint64_t index, uint64_t term, struct snap_job **out)
+static void close_walk(struct snap_job *j)
+{
+    if (j->walk_open)
+        kv_map_walk_end(j->map, &j->walk);
+    j->walk_open = false;
+}
+
+static void *job_main(void *arg)
+{
+    struct snap_job *j = arg;
+    become_background();
+    char tmp[4200], final[4200];
+    snap_name(tmp, sizeof tmp, j->dir, j->index, TMP_SUFFIX);
+    snap_name(final, sizeof final, j->dir, j->index, SNAP_SUFFIX);
+    struct writer wr = {.io = j->io, .off = SNAP_HDR_SIZE, .pace = true};
+    wr.fd = j->io->open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int rc = 0;
+    if (wr.fd < 0) {
+        wr.failed_errno = errno;
+        rc = errno_code(errno);
+    }
+    for (uint64_t n = 0; rc == 0; n++) {
+        while (sem_wait(&j->full) != 0 && errno == EINTR)
+            ;
+        if (atomic_load(&j->abort)) {
+            rc = LKV_ERESTART;
+            break;
+        }
+        struct buf *b = &j->bufs[n % FEED_BUFS];
+        bool last = j->last[n % FEED_BUFS];
+        if (write_block(&wr, (const uint8_t *)b->data, b->len) != 0)
+            rc = errno_code(wr.failed_errno);
+        atomic_store_explicit(&j->written, n + 1, memory_order_release);
+        if (rc == 0 && last) {
+            wr.records = j->total_records;
+            struct snap_info info;
+            if (finish_file(&wr, j->dir, tmp, final, j->index, j->term, &info) != 0)
+                rc = errno_code(wr.failed_errno);
+            else
+                break;
+        }
+    }
+    if (rc != 0) {
+        if (rc != LKV_ERESTART)
+            LOG_ERROR("event=checkpoint_failed index=%" PRIu64 " error=\"cannot write snapshot "
+                      "%s: %s\"", j->index, tmp, strerror(wr.failed_errno));
+        abandon_file(&wr, tmp);
+    }
+    j->result = rc;
+    atomic_store_explicit(&j->done, true, memory_order_release);
+    return NULL;
+}
+
+int snap_start(const char *dir, const struct io_ops *io, struct kv_map *map, uint64_t index,
+               uint64_t term, struct snap_job **out)
 {
     struct snap_job *j = calloc(1, sizeof *j);
     if (!j)
         return LKV_ENOMEM;
-    j->index = index;
-    j->started_ns = clock_now_ns();
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
+    *j = (struct snap_job){.dir = dir, .io = io ? io : &io_libc, .map = map, .index = index,
+                           .term = term, .started_ns = clock_now_ns()};
+    if (sem_init(&j->full, 0, 0) != 0) {
         free(j);
-        return LKV_EIO;
+        return LKV_ENOMEM;
     }
-    if (pid == 0) {
-        /* A child outliving a killed parent would race the next server on
-         * the same directory. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(CHILD_EIO);
-        /* The child holds copies of every socket; close them so that
-         * connections the parent closes really close. */
-        close_range(3, ~0u, 0);
-        signal(SIGTERM, SIG_DFL);
-        signal(SIGINT, SIG_IGN);
-        become_background();
-        struct snap_info info;
-        char err[512];
-        int rc = write_snapshot(dir, io, map, index, term, true, &info, err, sizeof err);
-        if (rc != 0)
-            LOG_ERROR("event=checkpoint_failed index=%" PRIu64 " error=\"%s\"", index, err);
-        _exit(rc == 0 ? CHILD_OK : rc == LKV_ENOSPC ? CHILD_ENOSPC : CHILD_EIO);
+    kv_map_walk_begin(map, &j->walk);
+    j->walk_open = true;
+    if (pthread_create(&j->thread, NULL, job_main, j) != 0) {
+        close_walk(j);
+        sem_destroy(&j->full);
+        free(j);
+        return LKV_ENOMEM;
     }
-    j->pid = pid;
     *out = j;
     return 0;
 }
 
+struct feed {
+    struct buf *b;
+    uint64_t records;
+};
+
+static int append_entry_cb(const struct kv_entry *e, void *arg)
+{
+    struct feed *f = arg;
+    struct buf *b = f->b;
+    f->records++;
+    uint8_t lens[8];
+    le_put32(lens, (uint32_t)kv_entry_klen(e));
+    le_put32(lens + 4, (uint32_t)kv_entry_vlen(e));
+    buf_append(b, lens, sizeof lens);
+    buf_append(b, kv_entry_key(e), kv_entry_klen(e));
+    buf_append(b, kv_entry_value(e), kv_entry_vlen(e));
+    return b->failed ? LKV_ENOMEM : 0;
+}
+
+/* Asks the background thread to give up; it removes the temp file. */
+static void abort_job(struct snap_job *j)
+{
+    close_walk(j);
+    atomic_store(&j->abort, true);
+    sem_post(&j->full);
+}
+
+int snap_feed(struct snap_job *j, int max_steps)
+{
+    int steps = 0;
+    while (steps < max_steps && j->walk_open && !atomic_load(&j->done) &&
+           j->filled - atomic_load_explicit(&j->written, memory_order_acquire) < FEED_BUFS) {
+        size_t slot = j->filled % FEED_BUFS;
+        struct buf *b = &j->bufs[slot];
+        b->len = 0;
+        b->failed = 0;
+        struct feed f = {.b = b};
+        int rc = kv_map_walk_step(j->map, &j->walk, FEED_BYTES, append_entry_cb, &f);
+        if (rc < 0) {
+            abort_job(j);
+            return rc;
+        }
+        j->records += f.records;
+        j->last[slot] = rc == 0;
+        if (rc == 0) {
+            j->total_records = j->records;
+            j->fed_all = true;
+            close_walk(j);
+        }
+        j->filled++;
+        sem_post(&j->full);
+        steps++;
+    }
+    return steps;
+}
+
 int snap_poll(struct snap_job *j, bool wait, int *result)
 {
-    if (j->done) {
-        *result = j->result;
-        return 1;
+    if (!atomic_load_explicit(&j->done, memory_order_acquire)) {
+        if (!wait)
+            return 0;
+        if (!j->fed_all)
+            abort_job(j); /* the map may be about to go away: do not walk on */
     }
-    int status;
-    pid_t r;
-    do {
-        r = waitpid(j->pid, &status, wait ? 0 : WNOHANG);
-    } while (r < 0 && errno == EINTR);
-    if (r == 0)
-        return 0;
-    if (r < 0)
-        j->result = LKV_EIO;
-    else if (WIFEXITED(status) && WEXITSTATUS(status) == CHILD_OK)
-        j->result = 0;
-    else if (WIFEXITED(status) && WEXITSTATUS(status) == CHILD_ENOSPC)
-        j->result = LKV_ENOSPC;
-    else
-        j->result = LKV_EIO;
-    j->done = true;
+    if (!j->joined) {
+        pthread_join(j->thread, NULL);
+        j->joined = true;
+    }
+    close_walk(j);
     *result = j->result;
     return 1;
 }
@@ -289,6 +421,15 @@ uint64_t snap_job_started_ns(const struct snap_job *j)
 
 void snap_job_free(struct snap_job *j)
 {
+    if (!j)
+        return;
+    if (!j->joined) {
+        int ignored;
+        snap_poll(j, true, &ignored);
+    }
+    for (int i = 0; i < FEED_BUFS; i++)
+        buf_free(&j->bufs[i]);
+    sem_destroy(&j->full);
     free(j);
 }
 

@@ -1,5 +1,6 @@
-/* snap: checkpoints: the whole map written to a snapshot file (in a forked
- * child, so writes go on), finding and loading the newest one at start. */
+/* snap: checkpoints: the whole map written to a snapshot file (by a
+ * background thread fed by the writer, so writes go on), finding and
+ * loading the newest one at start. */
 #ifndef LKV_SNAP_SNAP_H
 #define LKV_SNAP_SNAP_H
 
@@ -24,32 +25,41 @@ struct snap_info {
 
 /* Writes the contents of `map` as the snapshot for `index` into dir:
  * snap-<index>.tmp, fsync, rename to snap-<index>.snap, fsync dir. The map
- * must not change during the call (the caller is its only writer, or a
- * forked child). Returns 0 and fills *info, or LKV_ENOSPC / LKV_EIO with the
- * reason in err; the temp file is removed on failure and any older snapshot
- * is untouched. */
+ * must not change during the call (used at shutdown, and by tests).
+ * Returns 0 and fills *info, or LKV_ENOSPC / LKV_EIO with the reason in err;
+ * the temp file is removed on failure and any older snapshot is untouched. */
 int snap_write(const char *dir, const struct io_ops *io, const struct kv_map *map,
                uint64_t index, uint64_t term, struct snap_info *info, char *err, size_t errlen);
 
-/* A snapshot being written by a child process. */
+/* A checkpoint taken while writes go on: the map's writer thread feeds it a
+ * step at a time, a background thread at idle priority writes the file. */
 struct snap_job;
 
-/* Forks a child that runs snap_write and exits. Must be called by the map's
- * only writer, between batches: the child sees the map as of this moment.
- * Returns 0 and sets *out, or LKV_ENOMEM / LKV_EIO (fork failed). */
-int snap_start(const char *dir, const struct io_ops *io, const struct kv_map *map,
-               uint64_t index, uint64_t term, struct snap_job **out);
+/* Writer thread, between batches, with every record up to `index` applied.
+ * Opens a walk of the map (which holds off table growth until the job
+ * ends) and starts the background thread. `dir` must outlive the job.
+ * Returns 0 and sets *out, or LKV_ENOMEM. */
+int snap_start(const char *dir, const struct io_ops *io, struct kv_map *map, uint64_t index,
+               uint64_t term, struct snap_job **out);
 
-/* Checks on the child without blocking (or waiting for it when `wait`).
- * Returns 1 when it has finished: *result is then 0 (snapshot durable) or
- * LKV_ENOSPC / LKV_EIO; returns 0 while it runs. */
+/* Writer thread, between batches: serialises up to max_steps more pieces
+ * of the map (about 256 KiB each) for the background thread, as far as its
+ * buffers allow. Returns the pieces handed over (0 when it is busy or the
+ * walk is complete), or LKV_ERESTART when the map was cleared since the
+ * start: the job then fails with that code and a new one must be started. */
+int snap_feed(struct snap_job *j, int max_steps);
+
+/* Writer thread. Returns 1 when the job has finished: *result is then 0
+ * (snapshot durable), LKV_ENOSPC / LKV_EIO, or LKV_ERESTART (abandoned);
+ * returns 0 while it runs. With `wait`, a job still being fed is abandoned
+ * and the call returns once its thread is gone. */
 int snap_poll(struct snap_job *j, bool wait, int *result);
 
 /* The index the job covers, and when it started (CLOCK_MONOTONIC ns). */
 uint64_t snap_job_index(const struct snap_job *j);
 uint64_t snap_job_started_ns(const struct snap_job *j);
 
-/* Frees a finished job. */
+/* Frees a job (waiting for it first, as snap_poll with wait). */
 void snap_job_free(struct snap_job *j);
 
 /* Finds the newest snap-*.snap in dir by index. Returns 1 and fills path

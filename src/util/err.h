@@ -14,7 +14,8 @@
     X(LKV_ELOCKED, -8, "data directory is locked by another process")        \
     X(LKV_EFORMAT, -9, "unsupported on-disk format version")                 \
     X(LKV_EMEMLIMIT, -10, "memory limit reached")                            \
-    X(LKV_EFATAL, -11, "storage failed; server is stopping")
+    X(LKV_EFATAL, -11, "storage failed; server is stopping")                 \
+    X(LKV_ERESTART, -12, "the map was cleared during the walk")
 
 enum lkv_err {
 #define LKV_ERR_ENUM(name, value, msg) name = (value),

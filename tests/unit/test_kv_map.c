@@ -663,3 +663,132 @@ Test(kv_map, key_length_limits)
     free(big);
     kv_map_free(m);
 }
+
+/* ---- walks (the source of fuzzy snapshots) ---- */
+
+#define WALK_STABLE 5000
+#define WALK_VOLATILE 6000
+
+struct walk_seen {
+    int stable[WALK_STABLE];
+    int volatile_[WALK_VOLATILE];
+    int other;
+};
+
+static int walk_count_cb(const struct kv_entry *e, void *arg)
+{
+    struct walk_seen *s = arg;
+    char k[32];
+    size_t n = kv_entry_klen(e);
+    cr_assert(n < sizeof k);
+    memcpy(k, kv_entry_key(e), n);
+    k[n] = '\0';
+    int i = atoi(k + 1);
+    if (k[0] == 's' && i >= 0 && i < WALK_STABLE)
+        s->stable[i]++;
+    else if (k[0] == 'v' && i >= 0 && i < WALK_VOLATILE)
+        s->volatile_[i]++;
+    else
+        s->other++;
+    return 0;
+}
+
+static void walk_key(char *k, char kind, int i)
+{
+    snprintf(k, 17, "%c%015d", kind, i);
+}
+
+/* Keys present throughout are seen exactly once and nothing is seen twice,
+ * while puts, overwrites and deletes run between steps and a table drain
+ * that was under way at the start finishes during the walk. */
+Test(kv_map, walk_sees_every_stable_key_once_under_churn)
+{
+    struct kv_map *m = kv_map_new();
+    cr_assert_not_null(m);
+    char k[17];
+    int i = 0;
+    for (; i < WALK_STABLE; i++) {
+        walk_key(k, 's', i);
+        cr_assert_eq(put(m, k, 16, "stable", 6), 0);
+    }
+    /* More keys until a drain is in progress, so the walk starts mid-drain. */
+    int v = 0;
+    while (!m->old.slots && v < WALK_VOLATILE) {
+        walk_key(k, 'v', v++);
+        cr_assert_eq(put(m, k, 16, "vol", 3), 0);
+    }
+    cr_assert_not_null(m->old.slots, "no drain in progress to walk across");
+    size_t buckets = m->cur.mask + 1;
+
+    struct walk_seen seen = {0};
+    struct kv_walk w;
+    kv_map_walk_begin(m, &w);
+    unsigned rnd = 12345;
+    int rc, steps = 0;
+    while ((rc = kv_map_walk_step(m, &w, 200, walk_count_cb, &seen)) == 1) {
+        steps++;
+        for (int n = 0; n < 20; n++) {
+            rnd = rnd * 1103515245u + 12345u;
+            int x = (int)((rnd >> 8) % WALK_VOLATILE);
+            walk_key(k, 'v', x);
+            switch ((rnd >> 4) % 3) {
+            case 0: put(m, k, 16, "new", 3); break;
+            case 1: del(m, k, 16); break;
+            default:
+                walk_key(k, 's', (int)((rnd >> 6) % WALK_STABLE));
+                put(m, k, 16, "overwritten", 11); /* still present: seen once */
+            }
+        }
+        cr_assert_eq(m->cur.mask + 1, buckets, "the table grew during a walk");
+    }
+    cr_assert_eq(rc, 0);
+    cr_assert(steps > 10, "the walk took only %d steps: the churn never ran", steps);
+    cr_assert_null(m->old.slots, "the drain did not finish during the walk");
+    for (i = 0; i < WALK_STABLE; i++)
+        cr_assert_eq(seen.stable[i], 1, "stable key %d seen %d times", i, seen.stable[i]);
+    for (i = 0; i < WALK_VOLATILE; i++)
+        cr_assert_leq(seen.volatile_[i], 1, "key v%d seen %d times", i, seen.volatile_[i]);
+    cr_assert_eq(seen.other, 0);
+    kv_map_walk_end(m, &w);
+    kv_map_free(m);
+}
+
+Test(kv_map, walk_reports_a_clear_and_growth_resumes_after_end)
+{
+    struct kv_map *m = kv_map_new();
+    cr_assert_not_null(m);
+    char k[17];
+    for (int i = 0; i < 100; i++) {
+        walk_key(k, 's', i);
+        put(m, k, 16, "x", 1);
+    }
+    while (m->old.slots) { /* finish any drain */
+        walk_key(k, 's', 0);
+        put(m, k, 16, "x", 1);
+    }
+    struct walk_seen seen = {0};
+    struct kv_walk w;
+    kv_map_walk_begin(m, &w);
+    size_t buckets = m->cur.mask + 1;
+    /* Far more keys than buckets: no growth while the walk is open. */
+    for (int i = 0; i < (int)buckets * 3; i++) {
+        walk_key(k, 'v', i % WALK_VOLATILE);
+        put(m, k, 16, "y", 1);
+    }
+    cr_assert_eq(m->cur.mask + 1, buckets);
+    cr_assert_null(m->old.slots);
+    cr_assert_eq(kv_map_walk_step(m, &w, 1, walk_count_cb, &seen), 1);
+    kv_map_write_lock(m);
+    struct kv_detached *d = kv_map_clear_locked(m);
+    kv_map_write_unlock(m);
+    kv_detached_free(d);
+    cr_assert_eq(kv_map_walk_step(m, &w, 1 << 20, walk_count_cb, &seen), LKV_ERESTART);
+    kv_map_walk_end(m, &w);
+    for (int i = 0; i < 100; i++) {
+        walk_key(k, 's', i);
+        put(m, k, 16, "z", 1);
+    }
+    cr_assert(m->old.slots || m->cur.mask + 1 > INIT_BUCKETS,
+              "the table did not grow once the walk ended");
+    kv_map_free(m);
+}
