@@ -710,14 +710,14 @@ def stall_round(data, nkeys, big, r):
         "baseline": base,
         "server_us": server_us,
         "checkpoints": len(starts),
-        "fork_us": [int(e["start_us"]) for e in starts],
+        "start_us": [int(e["start_us"]) for e in starts],
         "checkpoint_ms": [int(e["duration_ms"]) for e in dones],
         "failed": sum(e["event"] == "checkpoint_failed" for e in evs),
         "window_covered_pct": round(100 * covered / max(w1 - w0, 1e-6), 1),
     })
     big["stall"].append(res)
     log(f"  stall {r + 1}: {len(starts)} checkpoints covering {res['window_covered_pct']}% "
-        f"of the window, fork_us {res['fork_us']}, p99 {res['p99_ms']:.1f} ms "
+        f"of the window, start_us {res['start_us']}, p99 {res['p99_ms']:.1f} ms "
         f"max {res['max_ms']:.1f} ms (no checkpoint: p99 {base['p99_ms']:.1f} max "
         f"{base['max_ms']:.1f})")
 
@@ -772,9 +772,9 @@ def summarize(results):
         s["stall"] = {f: med([x[f] for x in st]) for f in ("rps", "p50_ms", "p99_ms", "max_ms")}
         s["stall"]["baseline"] = {f: med([x["baseline"][f] for x in st])
                                   for f in ("rps", "p50_ms", "p99_ms", "max_ms")}
-        forks = [f for x in st for f in x["fork_us"]]
-        s["stall"]["fork_us_median"] = med(forks)
-        s["stall"]["fork_us_max"] = max(forks) if forks else None
+        starts = [f for x in st for f in x["start_us"]]
+        s["stall"]["start_us_median"] = med(starts)
+        s["stall"]["start_us_max"] = max(starts) if starts else None
         s["stall"]["checkpoints"] = sum(x["checkpoints"] for x in st)
         s["stall"]["window_covered_pct"] = med([x["window_covered_pct"] for x in st])
         s["stall"]["server_us"] = {
@@ -887,8 +887,8 @@ def render(results, s):
                f"{fmt((big.get('redis_rss') or 0) / 1e6, 1)} MB RSS with the same keys. "
                f"Checkpoint window: {st.get('checkpoints', 0)} checkpoints in "
                f"{CFG['rounds']} x {CFG['stall_seconds']} s of 50/50 GET/overwrite at c64, covering "
-               f"{fmt(st.get('window_covered_pct'), 0)}% of each, fork {fmt(st.get('fork_us_median'))}"
-               f" us median / {fmt(st.get('fork_us_max'))} us max; {fmt(st.get('rps'))} req/s, "
+               f"{fmt(st.get('window_covered_pct'), 0)}% of each, checkpoint start {fmt(st.get('start_us_median'))}"
+               f" us median / {fmt(st.get('start_us_max'))} us max; {fmt(st.get('rps'))} req/s, "
                f"p50/p99/max {fmt(st.get('p50_ms'), 2)}/{fmt(st.get('p99_ms'), 2)}/"
                f"{fmt(st.get('max_ms'), 1)} ms (same load without checkpoints: "
                f"{fmt(st.get('baseline', {}).get('rps'))} req/s, "
