@@ -22,7 +22,7 @@ LKV_FAULT_LIB = (os.environ.get("LKV_FAULT_LIB") or
                  str(REPO / "build" / "tests" / "libfaultinject.so"))
 
 HOST = "127.0.0.1"
-IO_TIMEOUT = 20.0       # one HTTP exchange (a PUT may wait behind a checkpoint fork)
+IO_TIMEOUT = 20.0       # one HTTP exchange (generous: sanitizer builds are slow)
 READY_TIMEOUT = 20.0    # start-up (recovery included) until /health answers 200
 STOP_TIMEOUT = 20.0     # SIGTERM until exit: the contract allows 15 s
 EOF_TIMEOUT = 10.0      # after death, until every holder of stderr is gone
@@ -164,11 +164,11 @@ class Server:
         raise AssertionError(f"server not ready after {timeout} s:\n{self.tail()}")
 
     def drain(self, timeout=EOF_TIMEOUT):
-        """Waits until stderr reached EOF: the server and any checkpoint child
-        it forked are gone and every line they wrote is in self.lines."""
+        """Waits until stderr reached EOF: the server (and anything that
+        inherited its stderr) is gone and every line written is in self.lines."""
         self._reader.join(timeout)
         assert not self._reader.is_alive(), \
-            f"stderr still open {timeout} s after the server died (a child outlived it?)"
+            f"stderr still open {timeout} s after the server died (a process outlived it?)"
 
     def kill9(self):
         if self.proc.poll() is None:
