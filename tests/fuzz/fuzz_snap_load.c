@@ -114,7 +114,8 @@ static int64_t model_walk(const uint8_t *body, size_t len)
         if (len - off < 8)
             return -1;
         uint64_t klen = le(body + off, 4), vlen = le(body + off + 4, 4);
-        if (klen == 0 || klen + vlen > len - off - 8)
+        /* disk-format.md: no key is empty or longer than 65,536 bytes */
+        if (klen == 0 || klen > 65536 || klen + vlen > len - off - 8)
             return -1;
         off += 8 + (size_t)(klen + vlen);
         n++;
