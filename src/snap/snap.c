@@ -289,7 +289,9 @@ static void *job_main(void *arg)
         }
         struct buf *b = &j->bufs[n % FEED_BUFS];
         bool last = j->last[n % FEED_BUFS];
-        if (write_block(&wr, (const uint8_t *)b->data, b->len) != 0)
+        /* The last piece may be empty (an empty map, or a walk that ended
+         * exactly at a piece boundary): nothing to write then. */
+        if (b->len > 0 && write_block(&wr, (const uint8_t *)b->data, b->len) != 0)
             rc = errno_code(wr.failed_errno);
         atomic_store_explicit(&j->written, n + 1, memory_order_release);
         if (rc == 0 && last) {

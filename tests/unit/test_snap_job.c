@@ -211,3 +211,25 @@ Test(snap_job, waiting_on_an_unfed_job_abandons_it, .init = make_dir, .fini = re
         set(m, "u", i, "x");
     kv_map_free(m);
 }
+
+/* An empty map: the only piece is empty, and the snapshot still completes. */
+Test(snap_job, empty_map_gives_an_empty_snapshot, .init = make_dir, .fini = remove_dir)
+{
+    struct kv_map *m = kv_map_new();
+    cr_assert_not_null(m);
+    struct snap_job *j;
+    cr_assert_eq(snap_start(dir, NULL, m, 3, 0, &j), 0);
+    cr_assert_eq(run_job(j, m, false, false), 0);
+    snap_job_free(j);
+    char path[600];
+    uint64_t index;
+    cr_assert_eq(snap_find_latest(dir, path, sizeof path, &index), 1);
+    static struct loaded l;
+    memset(&l, 0, sizeof l);
+    struct snap_info info;
+    char err[256];
+    cr_assert_eq(snap_load(path, NULL, load_cb, &l, &info, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(info.records, 0);
+    cr_assert_eq(info.index, 3);
+    kv_map_free(m);
+}
