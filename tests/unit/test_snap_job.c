@@ -176,36 +176,43 @@ Test(snap_job, fed_while_changing_loads_back_exactly_once, .init = make_dir, .fi
     kv_map_free(m);
 }
 
-Test(snap_job, clear_during_walk_abandons_without_a_file, .init = make_dir, .fini = remove_dir)
+/* A map of KEYS long values and a job started on it at `index`. */
+static struct kv_map *start_on_full_map(uint64_t index, struct snap_job **j)
 {
     struct kv_map *m = kv_map_new();
     cr_assert_not_null(m);
     for (int i = 0; i < KEYS; i++)
         set(m, "s", i, LONG_VALUE);
-    struct snap_job *j;
-    cr_assert_eq(snap_start(dir, NULL, m, 7, 0, &j), 0);
-    cr_assert_eq(run_job(j, m, true, true), LKV_ERESTART);
-    snap_job_free(j);
+    cr_assert_eq(snap_start(dir, NULL, m, index, 0, j), 0);
+    return m;
+}
+
+static void assert_no_files_left(void)
+{
     cr_assert_eq(count_files(".tmp"), 0);
     cr_assert_eq(count_files(".snap"), 0);
+}
+
+Test(snap_job, clear_during_walk_abandons_without_a_file, .init = make_dir, .fini = remove_dir)
+{
+    struct snap_job *j;
+    struct kv_map *m = start_on_full_map(7, &j);
+    cr_assert_eq(run_job(j, m, true, true), LKV_ERESTART);
+    snap_job_free(j);
+    assert_no_files_left();
     kv_map_free(m);
 }
 
 Test(snap_job, waiting_on_an_unfed_job_abandons_it, .init = make_dir, .fini = remove_dir)
 {
-    struct kv_map *m = kv_map_new();
-    cr_assert_not_null(m);
-    for (int i = 0; i < KEYS; i++)
-        set(m, "s", i, LONG_VALUE);
     struct snap_job *j;
-    cr_assert_eq(snap_start(dir, NULL, m, 9, 0, &j), 0);
+    struct kv_map *m = start_on_full_map(9, &j);
     cr_assert_gt(snap_feed(j, 1), 0);
     int result = 0;
     cr_assert_eq(snap_poll(j, true, &result), 1);
     cr_assert_eq(result, LKV_ERESTART);
     snap_job_free(j);
-    cr_assert_eq(count_files(".tmp"), 0);
-    cr_assert_eq(count_files(".snap"), 0);
+    assert_no_files_left();
     /* the walk is closed: the table grows again */
     for (int i = 0; i < KEYS; i++)
         set(m, "u", i, "x");
