@@ -23,22 +23,12 @@ static const uint8_t magic[8] = {'L', 'K', 'V', 'M', 'E', 'T', 'A', 0};
 static char dir[FUZZ_DIR_MAX];
 static char path[FUZZ_DIR_MAX + 16];
 
-static void remove_dir(void)
-{
-    char tmp[FUZZ_DIR_MAX + 16];
-    unlink(path);
-    snprintf(tmp, sizeof tmp, "%s/meta.tmp", dir);
-    unlink(tmp);
-    rmdir(dir);
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
     fuzz_make_tmpdir(dir, "meta");
     snprintf(path, sizeof path, "%s/" META_FILE, dir);
-    atexit(remove_dir);
     return 0;
 }
 

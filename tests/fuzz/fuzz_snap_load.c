@@ -60,17 +60,6 @@ struct seen {
 
 static int put_cb(const char *key, size_t klen, const char *value, size_t vlen, void *arg);
 
-static void clear_dir(void)
-{
-    fuzz_clear_dir(dir);
-}
-
-static void remove_dir(void)
-{
-    clear_dir();
-    rmdir(dir);
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
@@ -78,7 +67,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     log_threshold = LOG_LVL_ERROR;
     fuzz_make_tmpdir(dir, "snap");
     snprintf(in_path, sizeof in_path, "%s/input.snap", dir);
-    atexit(remove_dir);
     if (SNAP_WINDOW_MODE) {
         big_file = malloc(BIG_FILE_CAP);
         if (big_file == NULL)

@@ -170,24 +170,12 @@ static void check_only_shrunk(const struct dir_state *before, const struct dir_s
     }
 }
 
-static void clear_dir(void)
-{
-    fuzz_clear_dir(dir);
-}
-
-static void remove_dir(void)
-{
-    clear_dir();
-    rmdir(dir);
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
     log_threshold = LOG_LVL_ERROR; /* torn tails are expected here */
     fuzz_make_tmpdir(dir, "wal");
-    atexit(remove_dir);
     return 0;
 }
 
@@ -331,7 +319,7 @@ done:
     free_dir_state(&before);
     free_dir_state(&mid);
     free_dir_state(&later);
-    clear_dir();
+    fuzz_clear_dir(dir);
     return 0;
 }
 
@@ -404,7 +392,7 @@ int main(int argc, char **argv)
     wal_close(w);
     static struct dir_state s;
     read_dir(&s);
-    clear_dir();
+    fuzz_clear_dir(dir);
     if (s.n < 2) {
         fprintf(stderr, "expected at least two segments, got %zu\n", s.n);
         return 1;
