@@ -102,12 +102,19 @@ static int put_bytes(struct writer *wr, const void *p, size_t n)
     return 0;
 }
 
+/* A body record is these 8 bytes (u32 key length, u32 value length)
+ * followed by the key and the value. */
+static void record_lens(uint8_t lens[8], const struct kv_entry *e)
+{
+    le_put32(lens, (uint32_t)kv_entry_klen(e));
+    le_put32(lens + 4, (uint32_t)kv_entry_vlen(e));
+}
+
 static int write_entry_cb(const struct kv_entry *e, void *arg)
 {
     struct writer *wr = arg;
     uint8_t lens[8];
-    le_put32(lens, (uint32_t)kv_entry_klen(e));
-    le_put32(lens + 4, (uint32_t)kv_entry_vlen(e));
+    record_lens(lens, e);
     if (put_bytes(wr, lens, sizeof lens) != 0 ||
         put_bytes(wr, kv_entry_key(e), kv_entry_klen(e)) != 0 ||
         put_bytes(wr, kv_entry_value(e), kv_entry_vlen(e)) != 0)
@@ -247,11 +254,10 @@ struct snap_job {
     bool fed_all;   /* the last buffer has been handed over */
     bool joined;
     uint64_t filled; /* buffers handed over */
-    uint64_t records;
+    uint64_t records; /* complete, and read by the thread, once the last buffer is handed over */
     /* handed over through the semaphore and `written` */
     struct buf bufs[FEED_BUFS];
     bool last[FEED_BUFS];
-    uint64_t total_records; /* valid with the last buffer */
     sem_t full;
     _Atomic uint64_t written; /* buffers the background thread is done with */
     _Atomic bool abort;       /* writer: stop and remove the temp file */
@@ -295,7 +301,7 @@ static void *job_main(void *arg)
             rc = errno_code(wr.failed_errno);
         atomic_store_explicit(&j->written, n + 1, memory_order_release);
         if (rc == 0 && last) {
-            wr.records = j->total_records;
+            wr.records = j->records;
             struct snap_info info;
             if (finish_file(&wr, j->dir, tmp, final, j->index, j->term, &info) != 0)
                 rc = errno_code(wr.failed_errno);
@@ -349,8 +355,7 @@ static int append_entry_cb(const struct kv_entry *e, void *arg)
     struct buf *b = f->b;
     f->records++;
     uint8_t lens[8];
-    le_put32(lens, (uint32_t)kv_entry_klen(e));
-    le_put32(lens + 4, (uint32_t)kv_entry_vlen(e));
+    record_lens(lens, e);
     buf_append(b, lens, sizeof lens);
     buf_append(b, kv_entry_key(e), kv_entry_klen(e));
     buf_append(b, kv_entry_value(e), kv_entry_vlen(e));
@@ -383,7 +388,6 @@ int snap_feed(struct snap_job *j, int max_steps)
         j->records += f.records;
         j->last[slot] = rc == 0;
         if (rc == 0) {
-            j->total_records = j->records;
             j->fed_all = true;
             close_walk(j);
         }

@@ -1,10 +1,9 @@
 #include "wal/wal.h"
 
-#include "util/reclaim.h"
-
 #include "util/crc32c.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/reclaim.h"
 
 #include <dirent.h>
 #include <errno.h>
