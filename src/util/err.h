@@ -15,7 +15,12 @@
     X(LKV_EFORMAT, -9, "unsupported on-disk format version")                 \
     X(LKV_EMEMLIMIT, -10, "memory limit reached")                            \
     X(LKV_EFATAL, -11, "storage failed; server is stopping")                 \
-    X(LKV_ERESTART, -12, "the map was cleared during the walk")
+    X(LKV_ERESTART, -12, "the map was cleared during the walk")              \
+    X(LKV_ENOTLEADER, -13, "not the leader")                                 \
+    X(LKV_EBUSY, -14, "membership change in progress")                       \
+    X(LKV_ECOMPACTED, -15, "log entry compacted into a snapshot")            \
+    X(LKV_EUNAVAILABLE, -16, "log entry not available yet")                  \
+    X(LKV_ETRANSFER, -17, "leadership transfer in progress")
 
 enum lkv_err {
 #define LKV_ERR_ENUM(name, value, msg) name = (value),
