@@ -98,7 +98,7 @@ _CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 _net_ids = itertools.count()
 _live = []                         # every Net not yet cleaned up
-_live_lock = threading.Lock()
+_live_lock = threading.RLock()         # re-entered by the signal handler
 _handlers_installed = False
 
 
@@ -305,7 +305,7 @@ class Net:
         self.prefix = f"{family}{os.getpid()}-{next(_net_ids)}-"
         self.hub = self.prefix + "hub"
         self._procs = []            # every Popen started by this Net
-        self._procs_lock = threading.Lock()
+        self._procs_lock = threading.RLock()  # re-entered by the signal handler
         self._proxies = {}          # node -> _Proxy
         self._cuts = set()          # (src, dst)
         self._loss = {}             # node -> p
