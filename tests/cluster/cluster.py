@@ -187,7 +187,11 @@ class Cluster:
     """N nodes of one binary in an isolated namespace network."""
 
     def __init__(self, n, binary=None, port=DEFAULT_PORT, workdir=None, args=(), env=None,
-                 subnet=netns.DEFAULT_SUBNET, keep=None):
+                 subnet=netns.DEFAULT_SUBNET, keep=None, delayable=False):
+        """delayable: route every node's peer connections through its delay
+        proxy (at 0 ms) from the start, so net.delay() later slows
+        connections that are already open (keep-alive) too; otherwise only
+        connections made after the delay() call are slowed."""
         self.n = n
         self.port = port
         binary = binary or default_binary()
@@ -201,6 +205,13 @@ class Cluster:
         self.starts = [0] * n
         self._lock = threading.Lock()
         self.net = Net(n, subnet=subnet, peer_ports=(port,))
+        try:
+            if delayable:
+                for i in range(n):
+                    self.net.delay(i, 0)
+        except BaseException:
+            self.net.cleanup()
+            raise
 
     # ------------------------------------------------------------ naming
 

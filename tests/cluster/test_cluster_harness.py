@@ -4,6 +4,7 @@ yet; and the real binary as a cluster of one, when it is built."""
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -162,6 +163,19 @@ def test_workload_against_a_broken_cluster_is_not_linearizable(standins):
              seed=2).start().join()
     r = check(h, timeout=60)
     assert r.status == "illegal", str(r)
+
+
+def test_delayable_cluster_slows_peer_connections_already_open():
+    with Cluster(2, binary=STANDIN, delayable=True) as c:
+        c.start_all()
+        c.wait_all_ready()
+        assert c.net.faults()["delay"] == {0: 0, 1: 0}
+        with c.net.connect(1, 0, c.port, timeout=10) as s:   # as a peer would
+            c.net.delay(1, 300)
+            t = time.monotonic()
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.")
+            assert time.monotonic() - t >= 0.3
 
 
 def test_history_of_a_run_can_be_saved_for_replay(standins, tmp_path):
