@@ -62,6 +62,7 @@ import ctypes
 import itertools
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -123,10 +124,9 @@ def available():
 
 
 def _which(tool):
-    for d in os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").split(":") + ["/usr/sbin", "/sbin"]:
-        if os.access(os.path.join(d, tool), os.X_OK):
-            return True
-    return False
+    # sbin may be missing from a non-login root PATH; ip and iptables live there.
+    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+    return shutil.which(tool, path=path) is not None
 
 
 def sh(argv, input=None, check=True, timeout=CMD_TIMEOUT):
