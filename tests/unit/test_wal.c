@@ -2675,3 +2675,253 @@ Test(wal, batch_over_four_gib_is_refused)
     wal_close(w);
     replay_free(&r);
 }
+
+/* ==== regressions: bugs that once went unnoticed ==== */
+
+/* A broken log refuses every call that reads or changes it, and touches
+ * no file while doing so. */
+static void expect_broken(struct wal *w)
+{
+    int calls[OP_N];
+    for (int i = 0; i < OP_N; i++)
+        calls[i] = faults[i].calls;
+    uint64_t first = 0, t = 0, last = wal_last_index(w);
+    cr_assert_eq(try_append(w, 1, 10, 0, 1, &first), LKV_EFATAL, "%s: wal_append", ctx);
+    struct batch b;
+    batch_make(&b, last + 1, 1, 10, 0, 1000);
+    cr_assert_eq(wal_append_at(w, b.e, 1), LKV_EFATAL, "%s: wal_append_at", ctx);
+    batch_free(&b);
+    cr_assert_eq(wal_rotate(w), LKV_EFATAL, "%s: wal_rotate", ctx);
+    cr_assert_eq(wal_truncate_suffix(w, wal_first_index(w)), LKV_EFATAL, "%s: truncate", ctx);
+    cr_assert_eq(wal_reset(w, last + 1), LKV_EFATAL, "%s: wal_reset", ctx);
+    cr_assert_eq(wal_read(w, wal_first_index(w), last + 1, SIZE_MAX, collect_cb, NULL),
+                 LKV_EFATAL, "%s: wal_read", ctx);
+    cr_assert_eq(wal_term_of(w, last, &t), LKV_EFATAL, "%s: wal_term_of", ctx);
+    cr_assert_eq(wal_last_index(w), last);
+    const enum op writes[] = {OP_PWRITE, OP_PWRITEV, OP_FDATASYNC, OP_FALLOCATE,
+                              OP_OPEN,   OP_FTRUNCATE, OP_FSYNC,   OP_UNLINK};
+    for (size_t i = 0; i < sizeof writes / sizeof writes[0]; i++)
+        cr_assert_eq(faults[writes[i]].calls, calls[writes[i]],
+                     "%s: a refused log made file-system call %d", ctx, (int)writes[i]);
+}
+
+/* Records 1-10 in segments 1, 4, 7, 10, then wal_truncate_suffix(5) with
+ * call `k` (from 0) of `op` failing. Returns whether that call came. */
+static bool truncate_fault_case(enum op op, int k)
+{
+    static const char *const names[OP_N] = {[OP_FTRUNCATE] = "ftruncate", [OP_FSYNC] = "fsync",
+                                            [OP_UNLINK] = "unlink"};
+    snprintf(ctx, sizeof ctx, "%s call %d of wal_truncate_suffix fails", names[op], k);
+    clear_dir();
+    memset(model, 0, sizeof model);
+    memset(faults, 0, sizeof faults);
+    struct wal_options o = opts_of(200, false, &fio);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = ten_in_four_segments(&o, &r);
+    arm(op, k, 1, EIO);
+    int rc = wal_truncate_suffix(w, 5);
+    bool reached = faults[op].count == 0;
+    disarm(op);
+    if (!reached) {
+        cr_assert_eq(rc, 0, "%s: returned %d", ctx, rc);
+        wal_close(w);
+        replay_free(&r);
+        return false;
+    }
+    cr_assert_eq(rc, LKV_EFATAL, "%s: returned %d (%s)", ctx, rc, lkv_strerror(rc));
+    expect_broken(w);
+    wal_close(w);
+
+    /* a restart finds a prefix of the old log, with no hole, at least 1-4 */
+    struct wal_options plain = opts_of(200, false, NULL);
+    w = open_ok(&plain, 0, &r, &info);
+    cr_assert_geq(r.n, 4, "%s: %zu records survived", ctx, r.n);
+    expect_records(&r, 1, r.n);
+    cr_assert_eq(info.torn_bytes, 0, "%s", ctx);
+    wal_close(w);
+    replay_free(&r);
+    return true;
+}
+
+Test(wal, failed_ftruncate_fsync_or_unlink_in_truncate_suffix_is_fatal)
+{
+    /* Regression: a truncation whose cut or sync failed went on as if it
+     * had worked. Durability is unknown after a failed fsync, so the log
+     * must report LKV_EFATAL and refuse everything after it. */
+    const enum op ops[] = {OP_FTRUNCATE, OP_FSYNC, OP_UNLINK};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        int reached = 0;
+        while (truncate_fault_case(ops[i], reached))
+            reached++;
+        cr_assert_gt(reached, 0, "call %d was never made", (int)ops[i]);
+    }
+}
+
+Test(wal, more_than_sixteen_segments_round_trip)
+{
+    /* Regression: the segment array's growth past its first 16 entries was
+     * never exercised. 60 appends of 3 records a segment make 20 segments,
+     * 40 rotations 40 more. */
+    struct wal_options o = opts_of(200, false, NULL);
+    struct replay r = {0};
+    struct wal_recovery info;
+    struct wal *w = open_ok(&o, 0, &r, &info);
+    for (int i = 0; i < 60; i++)
+        append_ok(w, 1, 24, 0);
+    for (int i = 0; i < 40; i++) {
+        cr_assert_eq(wal_rotate(w), 0);
+        append_ok(w, 1, 24, (uint32_t)i % 3);
+    }
+    cr_assert_eq(count_segments(), 60);
+    expect_terms(w);
+    expect_read_all(w);
+    wal_close(w);
+
+    w = open_ok(&o, 0, &r, &info);
+    expect_records(&r, 1, 100);
+    cr_assert_eq(info.segments, 60);
+    expect_terms(w);
+    expect_read_all(w);
+
+    cr_assert_eq(wal_drop_prefix(w, 50), 0);
+    cr_assert_eq(wal_first_index(w), 49, "segment 49 holds 49-51");
+    cr_assert_eq(wal_truncate_suffix(w, 70), 0);
+    cr_assert_eq(count_segments(), 4 + 9);
+    for (int i = 0; i < 40; i++) {
+        cr_assert_eq(wal_rotate(w), 0);
+        append_ok(w, 1, 24, 1);
+    }
+    expect_terms(w);
+    expect_read_all(w);
+    wal_close(w);
+    w = open_ok(&o, 48, &r, &info);
+    expect_records(&r, 49, 61);
+    cr_assert_eq(info.segments, 53);
+    expect_terms(w);
+    wal_close(w);
+    replay_free(&r);
+}
+
+Test(wal, segment_creation_failing_with_enospc_or_edquot_is_recoverable)
+{
+    /* Regression: open() of a new segment failing for lack of space (or
+     * quota) must be LKV_ENOSPC with the log as before, not a fatal error. */
+    const int errs[] = {ENOSPC, EDQUOT};
+    for (size_t e = 0; e < 2; e++) {
+        for (int rotated = 0; rotated < 2; rotated++) {
+            snprintf(ctx, sizeof ctx, "%s creating segment %d", strerror(errs[e]), rotated + 1);
+            clear_dir();
+            memset(model, 0, sizeof model);
+            memset(faults, 0, sizeof faults);
+            struct wal_options o = opts_of(BIG_SEGMENT, false, &fio);
+            struct replay r = {0};
+            struct wal_recovery info;
+            struct wal *w = open_ok(&o, 0, &r, &info);
+            if (rotated) {
+                append_ok(w, 2, 10, 0);
+                cr_assert_eq(wal_rotate(w), 0);
+            }
+            uint64_t last = wal_last_index(w), first = 0;
+            arm(OP_OPEN, 0, -1, errs[e]);
+            cr_assert_eq(try_append(w, 1, 10, 1, 1, &first), LKV_ENOSPC, "%s", ctx);
+            cr_assert_eq(try_append(w, 2, 10, 1, 1, &first), LKV_ENOSPC, "%s: still full", ctx);
+            cr_assert_gt(faults[OP_OPEN].calls, 0, "%s: no segment was created", ctx);
+            cr_assert_eq(wal_last_index(w), last, "%s", ctx);
+            cr_assert_eq(count_segments(), (size_t)rotated, "%s", ctx);
+            disarm(OP_OPEN);
+
+            append_ok(w, 1, 10, 2);
+            cr_assert_eq(wal_last_index(w), last + 1);
+            expect_terms(w);
+            wal_close(w);
+            w = open_ok(&o, 0, &r, &info);
+            expect_records(&r, 1, last + 1);
+            wal_close(w);
+            replay_free(&r);
+        }
+    }
+}
+
+Test(wal, segment_creation_failing_otherwise_is_fatal)
+{
+    /* Any other open() failure leaves the log's state unknown to us: fatal. */
+    const int errs[] = {EIO, EACCES, EMFILE, EROFS};
+    for (size_t e = 0; e < sizeof errs / sizeof errs[0]; e++) {
+        snprintf(ctx, sizeof ctx, "%s creating a segment", strerror(errs[e]));
+        clear_dir();
+        memset(model, 0, sizeof model);
+        memset(faults, 0, sizeof faults);
+        struct wal_options o = opts_of(BIG_SEGMENT, false, &fio);
+        struct replay r = {0};
+        struct wal_recovery info;
+        struct wal *w = open_ok(&o, 0, &r, &info);
+        append_ok(w, 2, 10, 0);
+        cr_assert_eq(wal_rotate(w), 0);
+        arm(OP_OPEN, 0, 1, errs[e]);
+        uint64_t first = 0;
+        cr_assert_eq(try_append(w, 1, 10, 1, 1, &first), LKV_EFATAL, "%s", ctx);
+        cr_assert_eq(faults[OP_OPEN].count, 0, "%s: the failure was not reached", ctx);
+        disarm(OP_OPEN);
+        expect_broken(w);
+        wal_close(w);
+        replay_free(&r);
+    }
+}
+
+Test(wal, fallocate_unsupported_is_tolerated)
+{
+    /* Regression: a file system without fallocate (EOPNOTSUPP) must not
+     * stop the log, whether creating a segment (every call fails) or
+     * extending one for a batch larger than it (only later calls fail). */
+    for (int skip = 0; skip < 2; skip++) {
+        snprintf(ctx, sizeof ctx, "fallocate unsupported after %d calls", skip);
+        clear_dir();
+        memset(model, 0, sizeof model);
+        memset(faults, 0, sizeof faults);
+        struct wal_options o = opts_of(232, true, &fio);
+        struct replay r = {0};
+        struct wal_recovery info;
+        arm(OP_FALLOCATE, skip, -1, EOPNOTSUPP);
+        struct wal *w = open_ok(&o, 0, &r, &info);
+        append_ok(w, 10, 24, 0); /* 592 bytes: more than the 232 preallocated */
+        for (int i = 0; i < 7; i++)
+            append_ok(w, 1, 24, 0);
+        cr_assert_gt(faults[OP_FALLOCATE].calls, skip, "%s: no fallocate failed", ctx);
+        cr_assert_eq(seg_size(1), 32 + 10 * 56, "%s", ctx);
+        expect_read_all(w);
+        wal_close(w);
+        disarm(OP_FALLOCATE);
+
+        w = open_ok(&o, 0, &r, &info);
+        expect_records(&r, 1, 17);
+        cr_assert_eq(info.torn_bytes, 0, "%s", ctx);
+        append_ok(w, 1, 24, 1);
+        wal_close(w);
+        w = open_ok(&o, 0, &r, &info);
+        expect_records(&r, 1, 18);
+        wal_close(w);
+        replay_free(&r);
+    }
+}
+
+Test(wal, segment_header_encoding_sets_every_byte)
+{
+    /* Regression: wal_seg_hdr_encode left reserved bytes as it found them,
+     * and the log encodes into an uninitialised stack buffer. */
+    const uint8_t fills[] = {0xFF, 0xA5, 0x00};
+    for (size_t f = 0; f < sizeof fills; f++) {
+        uint8_t buf[WAL_SEG_HDR_SIZE];
+        memset(buf, fills[f], sizeof buf);
+        wal_seg_hdr_encode(buf, 0x0102030405060708ull);
+        uint8_t want[WAL_SEG_HDR_SIZE] = {'L', 'K', 'V', 'L', 'O', 'G', 0, 1,   /* magic */
+                                          1,   0,   0,   0,                     /* version */
+                                          0,   0,   0,   0,                     /* reserved */
+                                          8,   7,   6,   5,   4,   3,   2, 1}; /* first index */
+        put_le32(want + 28, crc32c(want, 28));
+        cr_assert_arr_eq(buf, want, sizeof want, "encoded over 0x%02x", fills[f]);
+        uint64_t first = 0;
+        cr_assert_eq(wal_seg_hdr_decode(buf, sizeof buf, &first), WAL_SEG_OK);
+        cr_assert_eq(first, 0x0102030405060708ull);
+    }
+}
