@@ -365,6 +365,15 @@ static int scan_records(struct wal *w, struct scan *sc, struct segment *seg, con
 {
     size_t off = WAL_SEG_HDR_SIZE;
     enum wal_rec_status st = WAL_REC_OK;
+    /* Room for as many records as could fit, once: pages never touched cost
+     * nothing, and the spare room goes back once the segment is closed. */
+    size_t held = 0;
+    assert(seg_records(seg) == 0);
+    if (len > off && reserve_offs(seg, (len - off) / WAL_REC_HDR_SIZE) != 0) {
+        snprintf(err, errlen, "%s: cannot index its records: %s", path,
+                 lkv_strerror(LKV_ENOMEM));
+        return LKV_ENOMEM;
+    }
     while (off < len) {
         struct wal_rec_hdr h;
         const uint8_t *payload;
@@ -381,13 +390,16 @@ static int scan_records(struct wal *w, struct scan *sc, struct segment *seg, con
                      "segment may hold", path, off, h.index);
             return LKV_ECORRUPT;
         }
-        if (reserve_offs(seg, 1) != 0 || reserve_runs(w, 1) != 0) {
-            snprintf(err, errlen, "%s: cannot index record %" PRIu64 ": %s", path, h.index,
-                     lkv_strerror(LKV_ENOMEM));
-            return LKV_ENOMEM;
+        if (w->nruns == 0 || w->runs[w->nruns - 1].term != h.term) {
+            if (reserve_runs(w, 1) != 0) {
+                snprintf(err, errlen, "%s: cannot index record %" PRIu64 ": %s", path,
+                         h.index, lkv_strerror(LKV_ENOMEM));
+                return LKV_ENOMEM;
+            }
+            note_term(w, h.index, h.term);
         }
-        seg->offs[seg_records(seg)] = (uint32_t)off;
-        note_term(w, h.index, h.term);
+        assert(held < seg->offs_cap);
+        seg->offs[held++] = (uint32_t)off;
         if (h.index > sc->after_index) {
             int rc = sc->cb(&h, payload, sc->arg);
             if (rc != 0) {
