@@ -278,24 +278,16 @@ static void commit_batch(struct store *s, struct store_req *batch)
     fail_fatal(s, rc);
 }
 
-static uint64_t file_size(const char *dir, uint64_t index)
+/* The snapshot `info` describes is durable: older snapshots and the log it
+ * covers can go. */
+static void checkpoint_done(struct store *s, const struct snap_info *info, uint64_t started_ns)
 {
-    char path[4200];
-    struct stat st;
-    snprintf(path, sizeof path, "%s/snap-%020" PRIu64 ".snap", dir, index);
-    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
-}
-
-/* A snapshot for `index` is durable: older snapshots and the log it covers
- * can go. */
-static void checkpoint_done(struct store *s, uint64_t index, uint64_t started_ns)
-{
+    uint64_t index = info->index, size = info->bytes;
     s->snap_index = index;
     snap_remove_older(s->cfg.dir, s->io, index);
     wal_drop_prefix(s->wal, index);
     s->checkpoint_at = wal_size_bytes(s->wal) + s->cfg.checkpoint_bytes;
     uint64_t took_us = (clock_now_ns() - started_ns) / 1000;
-    uint64_t size = file_size(s->cfg.dir, index);
     stats_record_checkpoint(took_us, index, size);
     LOG_INFO("event=checkpoint_done index=%" PRIu64 " keys=%" PRIu64 " bytes=%" PRIu64
              " duration_ms=%" PRIu64 " log_bytes=%" PRIu64,
@@ -305,10 +297,11 @@ static void checkpoint_done(struct store *s, uint64_t index, uint64_t started_ns
 static void reap_checkpoint(struct store *s, bool wait)
 {
     int result;
-    if (!s->job || !snap_poll(s->job, wait, &result))
+    struct snap_info info;
+    if (!s->job || !snap_poll(s->job, wait, &result, &info))
         return;
     if (result == 0) {
-        checkpoint_done(s, snap_job_index(s->job), snap_job_started_ns(s->job));
+        checkpoint_done(s, &info, snap_job_started_ns(s->job));
     } else {
         /* The old snapshot and the whole log are still there; try again
          * after the log has grown some more (at once after a clear). */
@@ -358,7 +351,7 @@ static void final_checkpoint(struct store *s)
         LOG_WARN("event=checkpoint_failed index=%" PRIu64 " error=\"%s\"", last, err);
         return;
     }
-    checkpoint_done(s, last, t0);
+    checkpoint_done(s, &info, t0);
 }
 
 static void publish_gauges(struct store *s)
@@ -460,7 +453,9 @@ static int load_cb(const char *key, size_t klen, const char *value, size_t vlen,
 }
 
 /* A rough count of the records the log may hold (space allocated to its
- * segments over a small record's size), used only to size the map. */
+ * segments over a small record's size), used only to size the map. It reads
+ * the log's file names, which are the wal module's business: to be replaced
+ * by wal_estimate_records(dir). */
 static uint64_t log_record_estimate(const char *dir)
 {
     DIR *d = opendir(dir);

@@ -3,6 +3,7 @@
 import json
 import math
 import re
+import time
 
 import pytest
 
@@ -178,6 +179,20 @@ def test_stats_report_key_count_and_bytes(server):
     assert key_count_paths(doc, 0), f"key count not 0 after clear:\n{json.dumps(doc, indent=1)}"
     after = numbers(doc)
     assert any(after.get(p) == 0 for p in bytes_paths), f"bytes not 0 after clear: {bytes_paths}"
+
+
+def test_stats_report_the_size_of_the_snapshot_on_disk(start_server):
+    server = start_server(args=["--checkpoint-bytes", "4096"])
+    deadline = time.monotonic() + 10
+    i = 0
+    while get_stats(server)["checkpoints"]["count"] == 0:
+        assert time.monotonic() < deadline, "no checkpoint after 4 KiB of log"
+        assert server.put(f"k{i}", "v" * 200).status == 200
+        i += 1
+    ckpt = get_stats(server)["checkpoints"]
+    snap = server.data_dir / ("snap-%020d.snap" % ckpt["last_index"])
+    assert snap.exists(), sorted(p.name for p in server.data_dir.iterdir())
+    assert ckpt["last_bytes"] == snap.stat().st_size > 64
 
 
 # --- /metrics --------------------------------------------------------------------
