@@ -1,6 +1,7 @@
 #include "store.h"
 
 #include "kv/kv_cmd.h"
+#include "node/apply.h"
 #include "snap/snap.h"
 #include "util/clock.h"
 #include "util/err.h"
@@ -52,9 +53,9 @@ struct store {
 
     /* writer-thread state */
     struct wal_entry *entries;
-    struct iovec *iov;
-    uint8_t (*prefixes)[KV_CMD_PREFIX_MAX];
+    struct iovec *iov; /* one per request: its command */
     size_t scratch_cap;
+    struct apply *apply;
     struct snap_job *job;
     uint64_t snap_index;         /* index of the newest durable snapshot */
     uint64_t checkpoint_at;      /* log size that triggers the next checkpoint */
@@ -62,11 +63,7 @@ struct store {
 
 static uint64_t req_bytes(const struct store_req *r)
 {
-    switch (r->op) {
-    case STORE_PUT: return kv_entry_klen(r->entry) + kv_entry_vlen(r->entry);
-    case STORE_DELETE: return r->klen;
-    default: return 0;
-    }
+    return r->cmd->len;
 }
 
 /* Takes the oldest queued writes, up to BATCH_MAX_BYTES (at least one).
@@ -99,10 +96,8 @@ static struct store_req *take_batch(struct store *s, bool poll)
 
 static void complete_one(struct store_req *r, int status)
 {
-    if (r->entry) {
-        kv_entry_unref(r->entry);
-        r->entry = NULL;
-    }
+    lkv_blob_unref(r->cmd); /* the map holds copies of what it needs */
+    r->cmd = NULL;
     r->done_cb(r, status);
 }
 
@@ -126,14 +121,16 @@ static struct store_req *refuse_over_limit(struct store *s, struct store_req *ba
         struct store_req *next = batch->next;
         batch->next = NULL;
         uint64_t add = 0;
-        if (batch->op == STORE_PUT) {
+        struct kv_cmd c;
+        /* store_submit let only commands that decode in */
+        if (kv_cmd_decode(batch->cmd->data, batch->cmd->len, &c) == 0 && c.op == KV_OP_SET) {
             /* replacing a value frees the old one: count only the growth */
-            struct kv_entry *old = kv_map_get(s->map, kv_entry_key(batch->entry),
-                                              kv_entry_klen(batch->entry));
+            struct kv_entry *old = kv_map_get(s->map, c.key, c.klen);
             uint64_t was = old ? kv_entry_klen(old) + kv_entry_vlen(old) : 0;
             if (old)
                 kv_entry_unref(old);
-            add = req_bytes(batch) > was ? req_bytes(batch) - was : 0;
+            uint64_t size = c.klen + c.vlen;
+            add = size > was ? size - was : 0;
         }
         if (add && used + add > s->cfg.max_memory) {
             complete_one(batch, LKV_EMEMLIMIT);
@@ -147,38 +144,6 @@ static struct store_req *refuse_over_limit(struct store *s, struct store_req *ba
     return keep;
 }
 
-static void apply_put(struct kv_map *m, struct kv_entry *e)
-{
-    kv_map_put_locked(m, e); /* ENOMEM only slows the map down */
-}
-
-/* Applies a durable batch to the map, in log order, under one write lock. */
-static void apply_batch(struct store *s, struct store_req *batch)
-{
-    struct kv_detached *cleared = NULL;
-    kv_map_write_lock(s->map);
-    for (struct store_req *r = batch; r; r = r->next) {
-        switch (r->op) {
-        case STORE_PUT:
-            apply_put(s->map, r->entry);
-            r->entry = NULL; /* the map owns it now */
-            break;
-        case STORE_DELETE:
-            kv_map_delete_locked(s->map, r->key, r->klen);
-            break;
-        case STORE_CLEAR:
-            /* a later clear in the same batch supersedes the earlier one */
-            kv_map_write_unlock(s->map);
-            kv_detached_free(cleared);
-            kv_map_write_lock(s->map);
-            cleared = kv_map_clear_locked(s->map);
-            break;
-        }
-    }
-    kv_map_write_unlock(s->map);
-    kv_detached_free(cleared);
-}
-
 static int grow_scratch(struct store *s, size_t n)
 {
     if (n <= s->scratch_cap)
@@ -189,42 +154,26 @@ static int grow_scratch(struct store *s, size_t n)
     struct wal_entry *e = realloc(s->entries, cap * sizeof *e);
     if (e)
         s->entries = e;
-    struct iovec *iov = realloc(s->iov, 3 * cap * sizeof *iov);
+    struct iovec *iov = realloc(s->iov, cap * sizeof *iov);
     if (iov)
         s->iov = iov;
-    uint8_t(*p)[KV_CMD_PREFIX_MAX] = realloc(s->prefixes, cap * sizeof *p);
-    if (p)
-        s->prefixes = p;
-    if (!e || !iov || !p)
+    if (!e || !iov)
         return LKV_ENOMEM;
     s->scratch_cap = cap;
     return 0;
 }
 
-/* Describes each request as a log record: [op, klen][key][value], pointing
- * at the request's own bytes (no copy). Returns the count. */
+/* Describes each request as a log record whose payload is its command, one
+ * iovec pointing at the request's own bytes (no copy). Returns the count. */
 static size_t frame_requests(struct store *s, struct store_req *batch, uint64_t *bytes)
 {
     size_t n = 0;
     *bytes = 0;
     for (struct store_req *r = batch; r; r = r->next, n++) {
-        struct iovec *iov = &s->iov[3 * n];
-        uint8_t op = r->op == STORE_PUT ? KV_OP_SET : r->op == STORE_DELETE ? KV_OP_DELETE
-                                                                          : KV_OP_CLEAR;
-        const char *key = r->op == STORE_PUT ? kv_entry_key(r->entry) : r->key;
-        size_t klen = r->op == STORE_PUT ? kv_entry_klen(r->entry) : r->klen;
-        size_t plen = kv_cmd_encode_prefix(s->prefixes[n], op, klen);
-        int cnt = 0;
-        iov[cnt++] = (struct iovec){s->prefixes[n], plen};
-        if (r->op != STORE_CLEAR)
-            iov[cnt++] = (struct iovec){(void *)key, klen};
-        if (r->op == STORE_PUT)
-            iov[cnt++] = (struct iovec){(void *)kv_entry_value(r->entry), kv_entry_vlen(r->entry)};
-        s->entries[n] = (struct wal_entry){.type = WAL_REC_COMMAND, .term = 0, .iov = iov,
-                                           .iovcnt = cnt};
-        *bytes += WAL_REC_HDR_SIZE;
-        for (int i = 0; i < cnt; i++)
-            *bytes += iov[i].iov_len;
+        s->iov[n] = (struct iovec){r->cmd->data, r->cmd->len};
+        s->entries[n] = (struct wal_entry){.type = WAL_REC_COMMAND, .term = 0, .iov = &s->iov[n],
+                                           .iovcnt = 1};
+        *bytes += WAL_REC_HDR_SIZE + r->cmd->len;
     }
     return n;
 }
@@ -262,7 +211,14 @@ static void commit_batch(struct store *s, struct store_req *batch)
     if (rc == 0) {
         stats_record_batch(n, bytes, wal_last_sync_ns(s->wal) / 1000);
         s->enospc_logged = false;
-        apply_batch(s, batch);
+        if ((rc = apply_commands(s->apply, s->iov, n)) != 0) {
+            /* Durable but not in the map: only a restart, which replays
+             * the log, brings the two together again. */
+            LOG_ERROR("event=apply_failed error=\"%s\" records=%zu", lkv_strerror(rc), n);
+            complete_batch(batch, LKV_EFATAL);
+            fail_fatal(s, rc);
+            return;
+        }
         complete_batch(batch, 0);
         return;
     }
@@ -384,72 +340,17 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-/* Recovery inserts go through a short queue: each entry's bucket is
- * prefetched when it joins, and it is put when it leaves, by which time the
- * bucket is in cache. Order is kept: deletes and clears flush it first. */
-#define LOAD_AHEAD 8
-
-struct loader {
-    struct store *s;
-    struct kv_entry *q[LOAD_AHEAD];
-    size_t head, n;
-};
-
-static void loader_flush(struct loader *ld)
-{
-    while (ld->n > 0) {
-        apply_put(ld->s->map, ld->q[ld->head]);
-        ld->head = (ld->head + 1) % LOAD_AHEAD;
-        ld->n--;
-    }
-}
-
-static int loader_put(struct loader *ld, const char *key, size_t klen, const char *value,
-                      size_t vlen)
-{
-    struct kv_entry *e = kv_entry_new(key, klen, vlen);
-    if (!e)
-        return LKV_ENOMEM;
-    memcpy(kv_entry_value_mut(e), value, vlen);
-    kv_map_prefetch(ld->s->map, e);
-    if (ld->n == LOAD_AHEAD) {
-        apply_put(ld->s->map, ld->q[ld->head]);
-        ld->head = (ld->head + 1) % LOAD_AHEAD;
-        ld->n--;
-    }
-    ld->q[(ld->head + ld->n) % LOAD_AHEAD] = e;
-    ld->n++;
-    return 0;
-}
-
 /* Recovery: applies one log record to the map. */
 static int replay_cb(const struct wal_rec_hdr *h, const uint8_t *payload, void *arg)
 {
-    struct loader *ld = arg;
-    struct store *s = ld->s;
     if (h->type != WAL_REC_COMMAND)
         return 0;
-    struct kv_cmd cmd;
-    if (kv_cmd_decode(payload, h->len, &cmd) != 0)
-        return LKV_ECORRUPT;
-    switch (cmd.op) {
-    case KV_OP_SET:
-        return loader_put(ld, cmd.key, cmd.klen, cmd.value, cmd.vlen);
-    case KV_OP_DELETE:
-        loader_flush(ld);
-        kv_map_delete_locked(s->map, cmd.key, cmd.klen);
-        break;
-    case KV_OP_CLEAR:
-        loader_flush(ld);
-        kv_detached_free(kv_map_clear_locked(s->map));
-        break;
-    }
-    return 0;
+    return apply_load_command_locked(arg, payload, h->len);
 }
 
 static int load_cb(const char *key, size_t klen, const char *value, size_t vlen, void *arg)
 {
-    return loader_put(arg, key, klen, value, vlen);
+    return apply_load_put_locked(arg, key, klen, value, vlen);
 }
 
 /* A rough count of the records the log may hold (space allocated to its
@@ -502,13 +403,12 @@ static int recover(struct store *s, char *err, size_t errlen)
     if (rc == 1 && snap_peek(path, s->io, &peek) != 0)
         peek.records = 0;
     kv_map_reserve_locked(s->map, peek.records + log_record_estimate(s->cfg.dir));
-    struct loader ld = {.s = s};
-    if (rc == 1 && (rc = snap_load(path, s->io, load_cb, &ld, &info, err, errlen)) != 0) {
-        loader_flush(&ld);
+    if (rc == 1 && (rc = snap_load(path, s->io, load_cb, s->apply, &info, err, errlen)) != 0) {
+        apply_load_flush_locked(s->apply);
         kv_map_write_unlock(s->map);
         return rc;
     }
-    loader_flush(&ld);
+    apply_load_flush_locked(s->apply);
     if (info.index != index) {
         kv_map_write_unlock(s->map);
         snprintf(err, errlen, "%s: header says index %" PRIu64, path, info.index);
@@ -518,8 +418,8 @@ static int recover(struct store *s, char *err, size_t errlen)
     struct wal_options wopt = {.dir = s->cfg.dir, .io = s->io, .segment_bytes = SEGMENT_BYTES,
                                .preallocate = true};
     struct wal_recovery rec;
-    rc = wal_open(&wopt, index, replay_cb, &ld, &s->wal, &rec, err, errlen);
-    loader_flush(&ld);
+    rc = wal_open(&wopt, index, replay_cb, s->apply, &s->wal, &rec, err, errlen);
+    apply_load_flush_locked(s->apply);
     kv_map_write_unlock(s->map);
     if (rc != 0)
         return rc;
@@ -543,10 +443,11 @@ int store_open(const struct store_config *cfg, struct store **out, char *err, si
     s->cfg = *cfg;
     s->io = cfg->io ? cfg->io : &io_libc;
     s->map = kv_map_new();
+    s->apply = s->map ? apply_new(s->map) : NULL;
     int rc = LKV_ENOMEM;
-    if (!s->map) {
+    if (!s->apply) {
         snprintf(err, errlen, "cannot start the store: %s", lkv_strerror(rc));
-        goto err_after_alloc;
+        goto err_after_map;
     }
     if ((rc = recover(s, err, errlen)) != 0)
         goto err_after_map;
@@ -567,8 +468,8 @@ err_after_sync:
     pthread_mutex_destroy(&s->lock);
     wal_close(s->wal);
 err_after_map:
+    apply_free(s->apply);
     kv_map_free(s->map);
-err_after_alloc:
     free(s);
     return rc;
 }
@@ -576,6 +477,11 @@ err_after_alloc:
 void store_submit(struct store *s, struct store_req *req)
 {
     req->next = NULL;
+    struct kv_cmd c;
+    if (kv_cmd_decode(req->cmd->data, req->cmd->len, &c) != 0) {
+        complete_one(req, LKV_EINVAL);
+        return;
+    }
     pthread_mutex_lock(&s->lock);
     if (s->stopping) {
         pthread_mutex_unlock(&s->lock);
@@ -627,8 +533,8 @@ void store_free(struct store *s)
     kv_map_free(s->map);
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->lock);
+    apply_free(s->apply);
     free(s->entries);
     free(s->iov);
-    free(s->prefixes);
     free(s);
 }
