@@ -57,7 +57,8 @@ struct kv_entry *store_get(struct store *s, const char *key, size_t klen);
 /* True once a storage failure has made the store refuse all writes. */
 int store_failed(const struct store *s);
 
-/* Fills the store's part of the gauges (keys, bytes, log_bytes, last_index). */
+/* Fills the store's part of the gauges (keys, bytes, log_bytes, last_index,
+ * durable_index, commit_index, applied_index). Any thread. */
 void store_gauges(struct store *s, struct stats_gauges *g);
 
 /* Stops taking writes (later submits complete at once with LKV_ESHUTDOWN),

@@ -186,6 +186,12 @@ static int fail_fatal(struct loop *l, int rc)
     return LKV_EFATAL;
 }
 
+static void publish_log_gauges(struct loop *l)
+{
+    atomic_store(&l->pub_log_bytes, wal_size_bytes(l->cfg.wal));
+    atomic_store(&l->pub_last_index, wal_last_index(l->cfg.wal));
+}
+
 /* Step 1: the batch's records are written and fdatasync'ed. Sets *n to the
  * record count. Returns 0, LKV_ENOSPC or LKV_ENOMEM (nothing written), or
  * LKV_EFATAL. */
@@ -212,7 +218,8 @@ static int persist(struct loop *l, struct store_req *batch, size_t *n)
     stats_record_batch(*n, bytes, wal_last_sync_ns(l->cfg.wal) / 1000);
     l->enospc_logged = false;
     l->durable_index = first + *n - 1;
-    atomic_store_explicit(&l->pub_durable, l->durable_index, memory_order_relaxed);
+    publish_log_gauges(l);
+    atomic_store_explicit(&l->pub_durable, l->durable_index, memory_order_release);
     return 0;
 }
 
@@ -221,7 +228,7 @@ static int persist(struct loop *l, struct store_req *batch, size_t *n)
 static void commit(struct loop *l)
 {
     l->commit_index = l->durable_index;
-    atomic_store_explicit(&l->pub_commit, l->commit_index, memory_order_relaxed);
+    atomic_store_explicit(&l->pub_commit, l->commit_index, memory_order_release);
 }
 
 /* Step 3: the committed records, this batch's n, go into the map. Returns 0
@@ -237,7 +244,7 @@ static int apply(struct loop *l, size_t n)
         return fail_fatal(l, rc);
     }
     l->applied_index = l->commit_index;
-    atomic_store_explicit(&l->pub_applied, l->applied_index, memory_order_relaxed);
+    atomic_store_explicit(&l->pub_applied, l->applied_index, memory_order_release);
     return 0;
 }
 
@@ -257,23 +264,15 @@ static void process_batch(struct loop *l, struct store_req *batch)
     complete_batch(batch, rc);
 }
 
-static void publish_log_gauges(struct loop *l)
-{
-    atomic_store(&l->pub_log_bytes, wal_size_bytes(l->cfg.wal));
-    atomic_store(&l->pub_last_index, wal_last_index(l->cfg.wal));
-}
-
 static void *loop_main(void *arg)
 {
     struct loop *l = arg;
     for (;;) {
         struct store_req *batch = take_batch(l, checkpoint_running(l->ckpt));
-        if (batch) {
+        if (batch)
             process_batch(l, batch);
-            publish_log_gauges(l);
-        } else if (drained(l)) {
+        else if (drained(l))
             break;
-        }
         checkpoint_maybe_start(l->ckpt, l->applied_index, atomic_load(&l->failed) == 0);
         checkpoint_feed(l->ckpt, batch != NULL);
     }
@@ -370,4 +369,9 @@ void loop_gauges(const struct loop *l, struct stats_gauges *g)
 {
     g->log_bytes = atomic_load(&l->pub_log_bytes);
     g->last_index = atomic_load(&l->pub_last_index);
+    /* applied first: a reader racing a batch then never sees applied ahead
+     * of commit or commit ahead of durable */
+    g->applied_index = atomic_load(&l->pub_applied);
+    g->commit_index = atomic_load(&l->pub_commit);
+    g->durable_index = atomic_load(&l->pub_durable);
 }

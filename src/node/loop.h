@@ -51,8 +51,9 @@ void loop_free(struct loop *l);
  * thread; exact once loop_stop has returned. */
 int loop_failed(const struct loop *l);
 
-/* Fills log_bytes and last_index. Any thread; each value is one the loop
- * thread published. */
+/* Fills log_bytes, last_index, durable_index, commit_index and
+ * applied_index. Any thread; each value is one the loop thread published,
+ * and applied <= commit <= durable holds in what it fills. */
 void loop_gauges(const struct loop *l, struct stats_gauges *g);
 
 #endif

@@ -170,8 +170,10 @@ static void json_log(struct buf *out, const struct stats_gauges *g)
     json_summary(out, "records_per_batch", &batches);
     buf_printf(out, ",\"bytes_written\":%" PRIu64 ",", load(&counters.bytes_written));
     json_summary(out, "fsync_us", &fsync);
-    buf_printf(out, ",\"log_bytes\":%" PRIu64 ",\"last_index\":%" PRIu64 "}", g->log_bytes,
-               g->last_index);
+    buf_printf(out,
+               ",\"log_bytes\":%" PRIu64 ",\"last_index\":%" PRIu64 ",\"durable_index\":%" PRIu64
+               ",\"commit_index\":%" PRIu64 ",\"applied_index\":%" PRIu64 "}",
+               g->log_bytes, g->last_index, g->durable_index, g->commit_index, g->applied_index);
 }
 
 static void json_checkpoints(struct buf *out)
@@ -305,6 +307,13 @@ static void prom_log(struct buf *out, const struct stats_gauges *g)
                 g->log_bytes);
     prom_scalar(out, "lkv_log_last_index", "gauge", "Index of the last log record applied.",
                 g->last_index);
+    prom_scalar(out, "lkv_log_durable_index", "gauge",
+                "Index of the last log record written and fdatasync'ed.", g->durable_index);
+    prom_scalar(out, "lkv_log_commit_index", "gauge",
+                "Index of the last log record committed (on a single node: durable).",
+                g->commit_index);
+    prom_scalar(out, "lkv_log_applied_index", "gauge",
+                "Index of the last log record whose command is in the map.", g->applied_index);
 }
 
 static void prom_checkpoints(struct buf *out)

@@ -52,6 +52,9 @@ struct stats_gauges {
     uint64_t bytes;         /* sum of key and value lengths */
     uint64_t log_bytes;     /* bytes of log since the last checkpoint */
     uint64_t last_index;    /* last log index applied */
+    uint64_t durable_index; /* last log index written and fdatasync'ed */
+    uint64_t commit_index;  /* last log index committed (single node: durable) */
+    uint64_t applied_index; /* last log index whose command is in the map */
     uint64_t uptime_s;
     uint64_t connections;   /* currently open */
 };

@@ -24,6 +24,9 @@ static const struct stats_gauges gauges = {
     .bytes = 2222,
     .log_bytes = 333,
     .last_index = 44,
+    .durable_index = 46,
+    .commit_index = 45,
+    .applied_index = 44,
     .uptime_s = 55,
     .connections = 6,
 };
@@ -221,7 +224,8 @@ Test(stats, json_is_valid_and_lists_every_route_when_idle)
         assert_contains(doc, needle);
     }
     assert_contains(doc, "{\"uptime_s\":55,\"keys\":11,\"bytes\":2222,\"connections\":6,");
-    assert_contains(doc, "\"log_bytes\":333,\"last_index\":44");
+    assert_contains(doc, "\"log_bytes\":333,\"last_index\":44,\"durable_index\":46,"
+                         "\"commit_index\":45,\"applied_index\":44}");
     assert_contains(doc, "\"latency_us\":{\"min\":0,\"avg\":0.00,\"p50\":0,");
     free(doc);
 }
@@ -670,6 +674,9 @@ Test(stats, prometheus_reports_known_figures_in_base_units)
     assert_contains(text, "lkv_log_fsync_duration_seconds_bucket{le=\"0.0025\"} 1\n");
     assert_contains(text, "lkv_log_bytes 333\n");
     assert_contains(text, "lkv_log_last_index 44\n");
+    assert_contains(text, "lkv_log_durable_index 46\n");
+    assert_contains(text, "lkv_log_commit_index 45\n");
+    assert_contains(text, "lkv_log_applied_index 44\n");
     assert_contains(text, "lkv_checkpoints_total 1\n");
     assert_contains(text, "lkv_checkpoint_duration_seconds_sum 3.000000\n");
     assert_contains(text, "lkv_checkpoint_last_duration_seconds 3.000000\n");
