@@ -38,13 +38,14 @@ int store_open(const struct store_config *cfg, struct store **out, char *err, si
         goto err_after_map;
     }
     struct recover_result rec;
-    if ((rc = recover_load(cfg->dir, io, s->map, s->apply, &rec, err, errlen)) != 0)
+    if ((rc = recover_load(cfg->dir, io, s->map, s->apply, cfg->stats, &rec, err, errlen)) != 0)
         goto err_after_map;
     s->wal = rec.wal;
     struct loop_config lcfg = {.dir = cfg->dir, .io = io, .map = s->map, .apply = s->apply,
                                .wal = s->wal, .snap_index = rec.snap_index,
                                .checkpoint_bytes = cfg->checkpoint_bytes,
-                               .max_memory = cfg->max_memory, .on_fatal = cfg->on_fatal};
+                               .max_memory = cfg->max_memory, .on_fatal = cfg->on_fatal,
+                               .stats = cfg->stats};
     if ((rc = loop_start(&lcfg, &s->loop)) != 0) {
         snprintf(err, errlen, "cannot start the log writer thread");
         goto err_after_wal;

@@ -18,6 +18,8 @@ struct store_config {
     uint64_t checkpoint_bytes;   /* log growth that triggers a checkpoint */
     uint64_t max_memory;         /* key+value bytes; 0 = unlimited */
     const struct io_ops *io;     /* NULL = the real calls; tests inject faults here */
+    struct stats *stats;         /* where batches, checkpoints and recovery are counted;
+                                    borrowed, never NULL, must outlive the store */
     /* Called once, from the writer thread, when storage has failed for good
      * (e.g. fdatasync returned EIO): the process must stop. May be NULL. */
     void (*on_fatal)(int err);

@@ -115,7 +115,8 @@ static enum stats_route stats_route_for(const struct http_route *r)
 /* Queues `resp` with `status` and records the request's statistics. */
 static enum MHD_Result send_response(struct req *r, unsigned status, struct MHD_Response *resp)
 {
-    stats_record_request(r->stats_route, status, (clock_now_ns() - r->start_ns) / 1000);
+    stats_record_request(r->srv->cfg.stats, r->stats_route, status,
+                         (clock_now_ns() - r->start_ns) / 1000);
     return MHD_queue_response(r->conn, status, resp);
 }
 
@@ -339,7 +340,8 @@ static enum MHD_Result on_stats(struct req *r, bool prometheus)
     g.uptime_s = (uint64_t)(time(NULL) - srv->started);
     g.connections = atomic_load(&srv->connections);
     struct buf b = {0};
-    int rc = prometheus ? stats_render_prometheus(&b, &g) : stats_render_json(&b, &g);
+    const struct stats *st = srv->cfg.stats;
+    int rc = prometheus ? stats_render_prometheus(st, &b, &g) : stats_render_json(st, &b, &g);
     if (rc != 0) {
         buf_free(&b);
         return MHD_NO;

@@ -3,6 +3,7 @@
 #ifndef LKV_HTTP_SERVER_H
 #define LKV_HTTP_SERVER_H
 
+#include "stats/stats.h"
 #include "store.h"
 
 #include <stdbool.h>
@@ -19,6 +20,8 @@ struct http_server_config {
     size_t max_header_bytes;
     unsigned idle_timeout_s;
     unsigned request_timeout_s;
+    struct stats *stats;         /* requests are counted here; /stats and /metrics show it.
+                                    Borrowed, never NULL, must outlive the server */
 };
 
 struct http_server;

@@ -57,7 +57,7 @@ static void snapshot_done(struct checkpoint *c, const struct snap_info *info, ui
     wal_drop_prefix(wal, index);
     c->checkpoint_at = wal_size_bytes(wal) + c->cfg.checkpoint_bytes;
     uint64_t took_us = (clock_now_ns() - started_ns) / 1000;
-    stats_record_checkpoint(took_us, index, size);
+    stats_record_checkpoint(c->cfg.stats, took_us, index, size);
     LOG_INFO("event=checkpoint_done index=%" PRIu64 " keys=%" PRIu64 " bytes=%" PRIu64
              " duration_ms=%" PRIu64 " log_bytes=%" PRIu64,
              index, kv_map_count(c->cfg.map), size, took_us / 1000, wal_size_bytes(wal));

@@ -6,6 +6,7 @@
 #define LKV_NODE_CHECKPOINT_H
 
 #include "kv/kv_map.h"
+#include "stats/stats.h"
 #include "util/io.h"
 #include "wal/wal.h"
 
@@ -23,6 +24,7 @@ struct checkpoint_config {
     struct wal *wal;           /* borrowed; its old segments are dropped after a snapshot */
     uint64_t checkpoint_bytes; /* log growth that makes a snapshot due */
     uint64_t snap_index;       /* index of the newest durable snapshot (0 if none) */
+    struct stats *stats;       /* borrowed; where finished checkpoints are counted */
 };
 
 /* Returns a new checkpointer, the first snapshot due once the log holds

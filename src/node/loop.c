@@ -215,7 +215,7 @@ static int persist(struct loop *l, struct store_req *batch, size_t *n)
         LOG_ERROR("event=log_write_failed error=\"%s\" records=%zu", lkv_strerror(rc), *n);
         return fail_fatal(l, rc);
     }
-    stats_record_batch(*n, bytes, wal_last_sync_ns(l->cfg.wal) / 1000);
+    stats_record_batch(l->cfg.stats, *n, bytes, wal_last_sync_ns(l->cfg.wal) / 1000);
     l->enospc_logged = false;
     l->durable_index = first + *n - 1;
     publish_log_gauges(l);
@@ -289,7 +289,7 @@ int loop_start(const struct loop_config *cfg, struct loop **out)
     l->cfg = *cfg;
     struct checkpoint_config ccfg = {.dir = cfg->dir, .io = cfg->io, .map = cfg->map,
                                      .wal = cfg->wal, .checkpoint_bytes = cfg->checkpoint_bytes,
-                                     .snap_index = cfg->snap_index};
+                                     .snap_index = cfg->snap_index, .stats = cfg->stats};
     l->ckpt = checkpoint_new(&ccfg);
     if (!l->ckpt)
         goto err_after_alloc;

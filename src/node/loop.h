@@ -29,6 +29,7 @@ struct loop_config {
     uint64_t checkpoint_bytes; /* log growth that makes a checkpoint due */
     uint64_t max_memory;       /* key+value bytes; 0 = unlimited */
     void (*on_fatal)(int err); /* as in struct store_config; may be NULL */
+    struct stats *stats;       /* batches and checkpoints are counted here */
 };
 
 /* Starts the thread. Returns 0 and sets *out, or LKV_ENOMEM. */

@@ -98,7 +98,8 @@ static int load_snapshot_locked(const char *dir, const struct io_ops *io, struct
 }
 
 int recover_load(const char *dir, const struct io_ops *io, struct kv_map *map,
-                 struct apply *apply, struct recover_result *out, char *err, size_t errlen)
+                 struct apply *apply, struct stats *stats, struct recover_result *out,
+                 char *err, size_t errlen)
 {
     uint64_t t0 = clock_now_ns();
     int rc = check_meta(dir, io, err, errlen);
@@ -122,7 +123,7 @@ int recover_load(const char *dir, const struct io_ops *io, struct kv_map *map,
         return rc;
     snap_remove_older(dir, io, index); /* leftover temp files, stale snapshots */
     uint64_t took_us = (clock_now_ns() - t0) / 1000;
-    stats_record_recovery(took_us, index, rec.replayed);
+    stats_record_recovery(stats, took_us, index, rec.replayed);
     LOG_INFO("event=recovered snapshot_index=%" PRIu64 " replayed=%" PRIu64 " last_index=%" PRIu64
              " keys=%" PRIu64 " segments=%" PRIu64 " torn_bytes=%" PRIu64 " duration_ms=%" PRIu64,
              index, rec.replayed, rec.last_index, kv_map_count(map), rec.segments,

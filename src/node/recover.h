@@ -5,6 +5,7 @@
 
 #include "kv/kv_map.h"
 #include "node/apply.h"
+#include "stats/stats.h"
 #include "util/io.h"
 #include "wal/wal.h"
 
@@ -20,11 +21,12 @@ struct recover_result {
 
 /* Loads the state on disk in `dir` into `map` (empty, with nobody else
  * using it yet) through `apply` (borrowed), writing a meta file first in
- * a new directory, and opens the log. Returns 0 and fills *out, or a
+ * a new directory, opens the log, and records the recovery in `stats`. Returns 0 and fills *out, or a
  * negative LKV_E* code (LKV_ECORRUPT, LKV_EFORMAT, LKV_EIO, LKV_ENOMEM, ...)
  * with the file and reason in err; the map then holds part of the state
  * and must be thrown away. */
 int recover_load(const char *dir, const struct io_ops *io, struct kv_map *map,
-                 struct apply *apply, struct recover_result *out, char *err, size_t errlen);
+                 struct apply *apply, struct stats *stats, struct recover_result *out,
+                 char *err, size_t errlen);
 
 #endif
