@@ -47,6 +47,7 @@ struct conn {
 struct http_server {
     struct http_server_config cfg;
     struct store *store;
+    struct respond *responses; /* built at start, read-only until stop */
     struct MHD_Daemon *daemon;
     int listen_fd;
     atomic_bool draining;
@@ -123,7 +124,7 @@ static enum MHD_Result send_response(struct req *r, unsigned status, struct MHD_
 static enum MHD_Result send_fixed(struct req *r, enum resp_id id)
 {
     unsigned status;
-    struct MHD_Response *resp = respond_get(id, &status);
+    struct MHD_Response *resp = respond_get(r->srv->responses, id, &status);
     return send_response(r, status, resp);
 }
 
@@ -656,7 +657,7 @@ int http_server_start(const struct http_server_config *cfg, struct store *store,
     h->cfg = *cfg;
     h->store = store;
     h->started = time(NULL);
-    if (respond_init() != 0) {
+    if (!(h->responses = respond_new())) {
         snprintf(err, errlen, "cannot start the HTTP server: %s", lkv_strerror(LKV_ENOMEM));
         goto err_after_alloc;
     }
@@ -701,7 +702,7 @@ int http_server_start(const struct http_server_config *cfg, struct store *store,
 err_after_listen:
     close(h->listen_fd);
 err_after_responses:
-    respond_free();
+    respond_free(h->responses);
 err_after_alloc:
     free(h);
     return LKV_EIO;
@@ -741,11 +742,22 @@ void http_server_stop(struct http_server *h)
     free(h->watch_conn);
     MHD_stop_daemon(h->daemon);
     close(h->listen_fd);
-    respond_free();
+    respond_free(h->responses);
     free(h);
 }
 
 uint64_t http_server_connections(const struct http_server *h)
 {
     return atomic_load(&h->connections);
+}
+
+uint16_t http_server_port(const struct http_server *h)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(h->listen_fd, (struct sockaddr *)&ss, &len) != 0)
+        return h->cfg.port;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }

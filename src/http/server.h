@@ -47,4 +47,8 @@ void http_server_stop(struct http_server *h);
 /* Open connections right now. */
 uint64_t http_server_connections(const struct http_server *h);
 
+/* The port it listens on: cfg->port, or the one the kernel chose when that
+ * was 0. */
+uint16_t http_server_port(const struct http_server *h);
+
 #endif
