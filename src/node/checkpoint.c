@@ -7,6 +7,7 @@
 #include "util/log.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 /* Pieces (about 256 KiB each) fed to a checkpoint after each batch: small,
@@ -119,9 +120,13 @@ void checkpoint_final(struct checkpoint *c, uint64_t applied_index, bool may_wri
     uint64_t t0 = clock_now_ns();
     struct snap_info info;
     char err[512];
-    if (wal_rotate(c->cfg.wal) != 0 ||
-        snap_write(c->cfg.dir, c->cfg.io, c->cfg.map, applied_index, 0, &info, err,
-                   sizeof err) != 0) {
+    int rc = wal_rotate(c->cfg.wal);
+    if (rc != 0)
+        snprintf(err, sizeof err, "cannot start a new log segment: %s", lkv_strerror(rc));
+    else
+        rc = snap_write(c->cfg.dir, c->cfg.io, c->cfg.map, applied_index, 0, &info, err,
+                        sizeof err);
+    if (rc != 0) {
         LOG_WARN("event=checkpoint_failed index=%" PRIu64 " error=\"%s\"", applied_index, err);
         return;
     }
