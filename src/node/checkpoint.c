@@ -20,6 +20,7 @@ struct checkpoint {
     struct checkpoint_config cfg;
     struct snap_job *job;    /* the snapshot being written, or NULL */
     uint64_t snap_index;     /* index of the newest durable snapshot */
+    uint64_t snap_term;
     uint64_t checkpoint_at;  /* log size that makes the next one due */
 };
 
@@ -30,6 +31,7 @@ struct checkpoint *checkpoint_new(const struct checkpoint_config *cfg)
         return NULL;
     c->cfg = *cfg;
     c->snap_index = cfg->snap_index;
+    c->snap_term = cfg->snap_term;
     c->checkpoint_at = cfg->checkpoint_bytes;
     return c;
 }
@@ -49,13 +51,17 @@ bool checkpoint_running(const struct checkpoint *c)
 
 /* The snapshot `info` describes is durable: older snapshots and the log it
  * covers can go. */
-static void snapshot_done(struct checkpoint *c, const struct snap_info *info, uint64_t started_ns)
+static void snapshot_done(struct checkpoint *c, const struct snap_info *info, uint64_t retain,
+                          uint64_t started_ns)
 {
     uint64_t index = info->index, size = info->bytes;
     struct wal *wal = c->cfg.wal;
     c->snap_index = index;
+    c->snap_term = info->term;
     snap_remove_older(c->cfg.dir, c->cfg.io, index);
-    wal_drop_prefix(wal, index);
+    /* a trailing window stays, so a follower a little behind is caught up
+     * from the log rather than needing the whole snapshot */
+    wal_drop_prefix(wal, index > retain ? index - retain : 0);
     c->checkpoint_at = wal_size_bytes(wal) + c->cfg.checkpoint_bytes;
     uint64_t took_us = (clock_now_ns() - started_ns) / 1000;
     stats_record_checkpoint(c->cfg.stats, took_us, index, size);
@@ -64,14 +70,14 @@ static void snapshot_done(struct checkpoint *c, const struct snap_info *info, ui
              index, kv_map_count(c->cfg.map), size, took_us / 1000, wal_size_bytes(wal));
 }
 
-static void reap(struct checkpoint *c, bool wait)
+static void reap(struct checkpoint *c, bool wait, uint64_t retain)
 {
     int result;
     struct snap_info info;
     if (!c->job || !snap_poll(c->job, wait, &result, &info))
         return;
     if (result == 0) {
-        snapshot_done(c, &info, snap_job_started_ns(c->job));
+        snapshot_done(c, &info, retain, snap_job_started_ns(c->job));
     } else {
         /* The old snapshot and the whole log are still there; try again
          * after the log has grown some more (at once after a clear). */
@@ -84,9 +90,11 @@ static void reap(struct checkpoint *c, bool wait)
     c->job = NULL;
 }
 
-void checkpoint_maybe_start(struct checkpoint *c, uint64_t applied_index, bool may_start)
+void checkpoint_maybe_start(struct checkpoint *c, const struct checkpoint_point *at,
+                            bool may_start)
 {
-    reap(c, false);
+    uint64_t applied_index = at->index;
+    reap(c, false, at->retain);
     struct wal *wal = c->cfg.wal;
     if (c->job || !may_start || wal_size_bytes(wal) < c->checkpoint_at ||
         applied_index <= c->snap_index)
@@ -96,7 +104,8 @@ void checkpoint_maybe_start(struct checkpoint *c, uint64_t applied_index, bool m
     if (wal_rotate(wal) != 0)
         return;
     uint64_t t0 = clock_now_ns();
-    int rc = snap_start(c->cfg.dir, c->cfg.io, c->cfg.map, applied_index, 0, &c->job);
+    int rc = snap_start(c->cfg.dir, c->cfg.io, c->cfg.map, applied_index, at->term, at->conf,
+                        &c->job);
     if (rc != 0) {
         LOG_WARN("event=checkpoint_start_failed error=\"%s\"", lkv_strerror(rc));
         c->checkpoint_at = wal_size_bytes(wal) + c->cfg.checkpoint_bytes;
@@ -112,9 +121,10 @@ void checkpoint_feed(struct checkpoint *c, bool after_batch)
         snap_feed(c->job, after_batch ? FEED_PER_BATCH : FEED_WHEN_IDLE);
 }
 
-void checkpoint_final(struct checkpoint *c, uint64_t applied_index, bool may_write)
+void checkpoint_final(struct checkpoint *c, const struct checkpoint_point *at, bool may_write)
 {
-    reap(c, true);
+    uint64_t applied_index = at->index;
+    reap(c, true, at->retain);
     if (!may_write || applied_index <= c->snap_index)
         return;
     uint64_t t0 = clock_now_ns();
@@ -124,11 +134,17 @@ void checkpoint_final(struct checkpoint *c, uint64_t applied_index, bool may_wri
     if (rc != 0)
         snprintf(err, sizeof err, "cannot start a new log segment: %s", lkv_strerror(rc));
     else
-        rc = snap_write(c->cfg.dir, c->cfg.io, c->cfg.map, applied_index, 0, &info, err,
-                        sizeof err);
+        rc = snap_write(c->cfg.dir, c->cfg.io, c->cfg.map, applied_index, at->term, at->conf,
+                        &info, err, sizeof err);
     if (rc != 0) {
         LOG_WARN("event=checkpoint_failed index=%" PRIu64 " error=\"%s\"", applied_index, err);
         return;
     }
-    snapshot_done(c, &info, t0);
+    snapshot_done(c, &info, at->retain, t0);
+}
+
+void checkpoint_latest(const struct checkpoint *c, uint64_t *index, uint64_t *term)
+{
+    *index = c->snap_index;
+    *term = c->snap_term;
 }

@@ -6,6 +6,7 @@
 #define LKV_NODE_CHECKPOINT_H
 
 #include "kv/kv_map.h"
+#include "snap/snap.h"
 #include "stats/stats.h"
 #include "util/io.h"
 #include "wal/wal.h"
@@ -24,7 +25,17 @@ struct checkpoint_config {
     struct wal *wal;           /* borrowed; its old segments are dropped after a snapshot */
     uint64_t checkpoint_bytes; /* log growth that makes a snapshot due */
     uint64_t snap_index;       /* index of the newest durable snapshot (0 if none) */
+    uint64_t snap_term;        /* and its term */
     struct stats *stats;       /* borrowed; where finished checkpoints are counted */
+};
+
+/* Where the map stands: the last index applied to it, that entry's term,
+ * and the configuration in force there (borrowed for the call). */
+struct checkpoint_point {
+    uint64_t index;
+    uint64_t term;
+    const struct snap_conf *conf;
+    uint64_t retain;  /* log records to keep before the snapshot's index (for followers) */
 };
 
 /* Returns a new checkpointer, the first snapshot due once the log holds
@@ -38,11 +49,13 @@ void checkpoint_free(struct checkpoint *c);
  * no writes come). */
 bool checkpoint_running(const struct checkpoint *c);
 
-/* With every record up to applied_index in the map: finishes a snapshot
- * whose file is durable (or failed), then, when may_start and one is due,
- * starts a new one covering applied_index on a fresh log segment. Failures
- * are logged and retried later; none is fatal. */
-void checkpoint_maybe_start(struct checkpoint *c, uint64_t applied_index, bool may_start);
+/* With every record up to at->index in the map: finishes a snapshot whose
+ * file is durable (or failed), then, when may_start and one is due, starts
+ * a new one covering at->index on a fresh log segment. After a snapshot the
+ * log before its index less at->retain goes. Failures are logged and
+ * retried later; none is fatal. */
+void checkpoint_maybe_start(struct checkpoint *c, const struct checkpoint_point *at,
+                            bool may_start);
 
 /* Serialises a few more pieces of the map for the running snapshot: one
  * right after a batch, so the next batch waits well under a millisecond,
@@ -51,8 +64,11 @@ void checkpoint_feed(struct checkpoint *c, bool after_batch);
 
 /* At shutdown, with the map quiet: ends a running snapshot (abandoning it
  * if it is still being fed), then, when may_write and the newest snapshot
- * is older than applied_index, writes one in this thread so that the next
+ * is older than at->index, writes one in this thread so that the next
  * start loads it instead of replaying the log. */
-void checkpoint_final(struct checkpoint *c, uint64_t applied_index, bool may_write);
+void checkpoint_final(struct checkpoint *c, const struct checkpoint_point *at, bool may_write);
+
+/* The newest durable snapshot's index and term. */
+void checkpoint_latest(const struct checkpoint *c, uint64_t *index, uint64_t *term);
 
 #endif

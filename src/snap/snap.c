@@ -134,6 +134,7 @@ static void encode_header(uint8_t *h, const struct snap_info *info, uint64_t bod
     le_put64(h + 32, info->records);
     le_put64(h + 40, body_bytes);
     le_put32(h + 48, body_crc);
+    le_put32(h + 52, (uint32_t)info->conf.len);
     le_put32(h + 60, crc32c(h, 60));
 }
 
@@ -151,10 +152,16 @@ static int errno_code(int e)
  * complete, synced file ever carries that name. Returns 0, or -1 with
  * wr->failed_errno set (the caller then abandons the file). */
 static int finish_file(struct writer *wr, const char *dir, const char *tmp, const char *final,
-                       uint64_t index, uint64_t term, struct snap_info *info)
+                       uint64_t index, uint64_t term, const struct snap_conf *conf,
+                       struct snap_info *info)
 {
-    *info = (struct snap_info){.index = index, .term = term, .records = wr->records,
-                               .bytes = wr->off};
+    info->index = index;
+    info->term = term;
+    info->records = wr->records;
+    info->bytes = wr->off;
+    info->conf.len = conf ? conf->len : 0;
+    if (info->conf.len)
+        memcpy(info->conf.bytes, conf->bytes, info->conf.len);
     uint8_t hdr[SNAP_HDR_SIZE];
     encode_header(hdr, info, wr->off - SNAP_HDR_SIZE, wr->crc);
     errno = 0;
@@ -182,8 +189,18 @@ static void abandon_file(struct writer *wr, const char *tmp)
     wr->io->unlink(tmp);
 }
 
+/* The configuration block opens the body: it is counted in the body's
+ * length and checksum like the records after it. */
+static int write_conf(struct writer *wr, const struct snap_conf *conf)
+{
+    if (!conf || conf->len == 0)
+        return 0;
+    return put_bytes(wr, conf->bytes, conf->len);
+}
+
 int snap_write(const char *dir, const struct io_ops *io, const struct kv_map *map,
-               uint64_t index, uint64_t term, struct snap_info *info, char *err, size_t errlen)
+               uint64_t index, uint64_t term, const struct snap_conf *conf,
+               struct snap_info *info, char *err, size_t errlen)
 {
     io = io ? io : &io_libc;
     char tmp[4200], final[4200];
@@ -200,8 +217,8 @@ int snap_write(const char *dir, const struct io_ops *io, const struct kv_map *ma
         wr.failed_errno = errno;
         goto err_before_open;
     }
-    if (kv_map_foreach(map, write_entry_cb, &wr) != 0 || flush(&wr) != 0 ||
-        finish_file(&wr, dir, tmp, final, index, term, info) != 0)
+    if (write_conf(&wr, conf) != 0 || kv_map_foreach(map, write_entry_cb, &wr) != 0 ||
+        flush(&wr) != 0 || finish_file(&wr, dir, tmp, final, index, term, conf, info) != 0)
         goto err_after_open;
     free(wr.buf);
     return 0;
@@ -247,6 +264,7 @@ struct snap_job {
     const struct io_ops *io;
     struct kv_map *map;
     uint64_t index, term, started_ns;
+    struct snap_conf conf;
     pthread_t thread;
     /* writer thread only */
     struct kv_walk walk;
@@ -286,6 +304,8 @@ static void *job_main(void *arg)
     if (wr.fd < 0) {
         wr.failed_errno = errno;
         rc = errno_code(errno);
+    } else if (j->conf.len && write_block(&wr, j->conf.bytes, j->conf.len) != 0) {
+        rc = errno_code(wr.failed_errno);
     }
     for (uint64_t n = 0; rc == 0; n++) {
         while (sem_wait(&j->full) != 0 && errno == EINTR)
@@ -303,7 +323,7 @@ static void *job_main(void *arg)
         atomic_store_explicit(&j->written, n + 1, memory_order_release);
         if (rc == 0 && last) {
             wr.records = j->records;
-            if (finish_file(&wr, j->dir, tmp, final, j->index, j->term, &j->info) != 0)
+            if (finish_file(&wr, j->dir, tmp, final, j->index, j->term, &j->conf, &j->info) != 0)
                 rc = errno_code(wr.failed_errno);
             else
                 break;
@@ -321,13 +341,17 @@ static void *job_main(void *arg)
 }
 
 int snap_start(const char *dir, const struct io_ops *io, struct kv_map *map, uint64_t index,
-               uint64_t term, struct snap_job **out)
+               uint64_t term, const struct snap_conf *conf, struct snap_job **out)
 {
     struct snap_job *j = calloc(1, sizeof *j);
     if (!j)
         return LKV_ENOMEM;
     *j = (struct snap_job){.dir = dir, .io = io ? io : &io_libc, .map = map, .index = index,
                            .term = term, .started_ns = clock_now_ns()};
+    if (conf && conf->len) {
+        j->conf.len = conf->len;
+        memcpy(j->conf.bytes, conf->bytes, conf->len);
+    }
     if (sem_init(&j->full, 0, 0) != 0) {
         free(j);
         return LKV_ENOMEM;
@@ -489,15 +513,21 @@ static int check_header(const uint8_t *buf, uint64_t size, struct snap_info *inf
         snprintf(err, errlen, "%s: offset 60: header checksum mismatch", path);
         return LKV_ECORRUPT;
     }
-    if (le_get32(buf + 8) != SNAP_FORMAT_VERSION) {
-        snprintf(err, errlen, "%s: format version %u is not supported", path, le_get32(buf + 8));
+    uint32_t version = le_get32(buf + 8);
+    if (version != 1 && version != SNAP_FORMAT_VERSION) {
+        snprintf(err, errlen, "%s: format version %u is not supported", path, version);
         return LKV_EFORMAT;
     }
     info->index = le_get64(buf + 16);
     info->term = le_get64(buf + 24);
     info->records = le_get64(buf + 32);
     info->bytes = size;
+    info->conf.len = version >= 2 ? le_get32(buf + 52) : 0;
     *body_crc = le_get32(buf + 48);
+    if (info->conf.len > SNAP_CONF_MAX || info->conf.len > size - SNAP_HDR_SIZE) {
+        snprintf(err, errlen, "%s: offset 52: configuration of %zu bytes", path, info->conf.len);
+        return LKV_ECORRUPT;
+    }
     if (le_get64(buf + 40) != size - SNAP_HDR_SIZE) {
         snprintf(err, errlen, "%s: offset 40: body is %" PRIu64 " bytes, header says %" PRIu64,
                  path, size - SNAP_HDR_SIZE, le_get64(buf + 40));
@@ -545,11 +575,21 @@ static int window(struct reader *rd, size_t need)
     return 0;
 }
 
-static int load_body(struct reader *rd, const struct snap_info *info, uint32_t body_crc,
+static int load_body(struct reader *rd, struct snap_info *info, uint32_t body_crc,
                      snap_load_cb cb, void *arg, const char *path, char *err, size_t errlen)
 {
     uint32_t crc = 0;
     uint64_t n = 0;
+    if (info->conf.len) {
+        int rc = window(rd, info->conf.len);
+        if (rc != 0) {
+            snprintf(err, errlen, "cannot read snapshot %s: %s", path, lkv_strerror(rc));
+            return rc;
+        }
+        memcpy(info->conf.bytes, rd->buf + rd->pos, info->conf.len);
+        crc = crc32c_extend(crc, rd->buf + rd->pos, info->conf.len);
+        rd->pos += info->conf.len;
+    }
     while (rd->file_off + rd->pos < rd->size) {
         uint64_t at = rd->file_off + rd->pos;
         int rc = window(rd, 8);
@@ -600,12 +640,14 @@ int snap_peek(const char *path, const struct io_ops *io, struct snap_info *info)
         return rc;
     if (memcmp(hdr, snap_magic, sizeof snap_magic) != 0 || le_get32(hdr + 60) != crc32c(hdr, 60))
         return LKV_ECORRUPT;
-    if (le_get32(hdr + 8) != SNAP_FORMAT_VERSION)
+    uint32_t version = le_get32(hdr + 8);
+    if (version != 1 && version != SNAP_FORMAT_VERSION)
         return LKV_EFORMAT;
     info->index = le_get64(hdr + 16);
     info->term = le_get64(hdr + 24);
     info->records = le_get64(hdr + 32);
     info->bytes = SNAP_HDR_SIZE + le_get64(hdr + 40);
+    info->conf.len = 0; /* snap_load reads it, checked */
     return 0;
 }
 

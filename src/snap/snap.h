@@ -13,7 +13,15 @@
 #include <sys/types.h>
 
 #define SNAP_HDR_SIZE 64
-#define SNAP_FORMAT_VERSION 1
+#define SNAP_FORMAT_VERSION 2 /* version 1 (no configuration) is still read */
+#define SNAP_CONF_MAX 4096
+
+/* The cluster configuration in force at the snapshot's index, as opaque
+ * bytes (the Raft core's encoding); len 0 = none recorded. */
+struct snap_conf {
+    size_t len;
+    uint8_t bytes[SNAP_CONF_MAX];
+};
 
 /* What a snapshot file says about itself. */
 struct snap_info {
@@ -21,15 +29,17 @@ struct snap_info {
     uint64_t term;
     uint64_t records; /* keys */
     uint64_t bytes;   /* file size */
+    struct snap_conf conf;
 };
 
 /* Writes the contents of `map` as the snapshot for `index` into dir:
  * snap-<index>.tmp, fsync, rename to snap-<index>.snap, fsync dir. The map
- * must not change during the call (used at shutdown, and by tests).
- * Returns 0 and fills *info, or LKV_ENOSPC / LKV_EIO with the reason in err;
+ * must not change during the call (used at shutdown, and by tests). conf
+ * (copied; NULL = none) is stored with it. Returns 0 and fills *info, or LKV_ENOSPC / LKV_EIO with the reason in err;
  * the temp file is removed on failure and any older snapshot is untouched. */
 int snap_write(const char *dir, const struct io_ops *io, const struct kv_map *map,
-               uint64_t index, uint64_t term, struct snap_info *info, char *err, size_t errlen);
+               uint64_t index, uint64_t term, const struct snap_conf *conf,
+               struct snap_info *info, char *err, size_t errlen);
 
 /* A checkpoint taken while writes go on: the map's writer thread feeds it a
  * step at a time, a background thread at idle priority writes the file. */
@@ -37,10 +47,10 @@ struct snap_job;
 
 /* Writer thread, between batches, with every record up to `index` applied.
  * Opens a walk of the map (which holds off table growth until the job
- * ends) and starts the background thread. `dir` must outlive the job.
- * Returns 0 and sets *out, or LKV_ENOMEM. */
+ * ends) and starts the background thread. `dir` must outlive the job; conf
+ * is copied (NULL = none). Returns 0 and sets *out, or LKV_ENOMEM. */
 int snap_start(const char *dir, const struct io_ops *io, struct kv_map *map, uint64_t index,
-               uint64_t term, struct snap_job **out);
+               uint64_t term, const struct snap_conf *conf, struct snap_job **out);
 
 /* Writer thread, between batches: serialises up to max_steps more pieces
  * of the map (about 256 KiB each) for the background thread, as far as its

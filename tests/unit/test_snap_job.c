@@ -151,7 +151,7 @@ Test(snap_job, fed_while_changing_loads_back_exactly_once, .init = make_dir, .fi
         set(m, "t", i, LONG_VALUE);
     }
     struct snap_job *j;
-    cr_assert_eq(snap_start(dir, NULL, m, 42, 0, &j), 0);
+    cr_assert_eq(snap_start(dir, NULL, m, 42, 0, NULL, &j), 0);
     struct snap_info done;
     cr_assert_eq(run_job(j, m, true, false, &done), 0);
     snap_job_free(j);
@@ -192,7 +192,7 @@ static struct kv_map *start_on_full_map(uint64_t index, struct snap_job **j)
     cr_assert_not_null(m);
     for (int i = 0; i < KEYS; i++)
         set(m, "s", i, LONG_VALUE);
-    cr_assert_eq(snap_start(dir, NULL, m, index, 0, j), 0);
+    cr_assert_eq(snap_start(dir, NULL, m, index, 0, NULL, j), 0);
     return m;
 }
 
@@ -234,7 +234,7 @@ Test(snap_job, empty_map_gives_an_empty_snapshot, .init = make_dir, .fini = remo
     struct kv_map *m = kv_map_new();
     cr_assert_not_null(m);
     struct snap_job *j;
-    cr_assert_eq(snap_start(dir, NULL, m, 3, 0, &j), 0);
+    cr_assert_eq(snap_start(dir, NULL, m, 3, 0, NULL, &j), 0);
     struct snap_info done;
     cr_assert_eq(run_job(j, m, false, false, &done), 0);
     cr_assert_eq(done.bytes, SNAP_HDR_SIZE);
