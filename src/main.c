@@ -8,6 +8,7 @@
 #include "util/log.h"
 #include "util/reclaim.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -145,11 +146,22 @@ int main(int argc, char **argv)
         return EXIT_FAILURE;
     }
     struct store *store;
+    /* libcurl's global state is set up once, before any thread uses it. */
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     struct store_config scfg = {.dir = cfg.data_dir,
                                 .stats = stats,
                                 .checkpoint_bytes = cfg.checkpoint_bytes,
                                 .max_memory = cfg.max_memory,
-                                .on_fatal = on_fatal};
+                                .on_fatal = on_fatal,
+                                .self = cfg.addr,
+                                .peers = (const char(*)[128])cfg.peer,
+                                .npeers = cfg.npeers,
+                                .join = cfg.join != 0,
+                                .election_timeout_ms = (unsigned)cfg.election_timeout_ms,
+                                .heartbeat_ms = (unsigned)cfg.heartbeat_ms,
+                                .lease_reads = strcmp(cfg.read_mode, "lease") == 0,
+                                .cluster_secret = cfg.cluster_secret,
+                                .retain_entries = cfg.log_retain};
     if (store_open(&scfg, &store, err, sizeof err) != 0) {
         fprintf(stderr, "little-key-value: %s\n", err);
         return EXIT_FAILURE;
@@ -170,10 +182,10 @@ int main(int argc, char **argv)
     };
     /* Logged before the port opens, so that anyone who sees the port
      * accept connections also finds this line. */
-    LOG_INFO("event=start version=%s addr=%s:%u data_dir=%s threads=%u max_connections=%u "
-             "pid=%ld",
-             LKV_VERSION, cfg.bind, hcfg.port, cfg.data_dir, hcfg.threads, hcfg.max_connections,
-             (long)getpid());
+    LOG_INFO("event=start version=%s addr=%s:%u node=%s data_dir=%s threads=%u "
+             "max_connections=%u pid=%ld",
+             LKV_VERSION, cfg.bind, hcfg.port, cfg.addr, cfg.data_dir, hcfg.threads,
+             hcfg.max_connections, (long)getpid());
 
     struct http_server *http;
     if (http_server_start(&hcfg, store, &http, err, sizeof err) != 0) {
@@ -198,6 +210,7 @@ int main(int argc, char **argv)
     reclaim_stop();
     stats_log_summary(stats);
     stats_free(stats);
+    curl_global_cleanup();
     int code = (reason < 0 || rc != 0) ? EXIT_FAILURE : EXIT_SUCCESS;
     LOG_INFO("event=stop exit_code=%d", code);
     return code;

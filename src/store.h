@@ -5,9 +5,12 @@
 
 #include "kv/kv_map.h"
 #include "stats/stats.h"
+#include "raft/raft.h"
 #include "util/blob.h"
+#include "util/buf.h"
 #include "util/io.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +26,16 @@ struct store_config {
     /* Called once, from the writer thread, when storage has failed for good
      * (e.g. fdatasync returned EIO): the process must stop. May be NULL. */
     void (*on_fatal)(int err);
+    /* The cluster (all borrowed for store_open). */
+    const char *self;              /* this node's host:port; NULL = 127.0.0.1:0 */
+    const char (*peers)[128];      /* the other initial members, for a new directory */
+    size_t npeers;
+    bool join;                     /* start with no configuration, wait to be added */
+    unsigned election_timeout_ms;  /* 0 = 500 */
+    unsigned heartbeat_ms;         /* 0 = 100 */
+    bool lease_reads;
+    const char *cluster_secret;    /* sent to peers; NULL or "" = none */
+    uint64_t retain_entries;       /* log kept behind a checkpoint for slow followers */
 };
 
 /* A write request. Allocated and owned by the caller; it must stay valid from
@@ -37,11 +50,35 @@ struct store_req {
      * a well-formed command, nothing applied),
      * LKV_ENOSPC (disk full, nothing applied), LKV_EMEMLIMIT (--max-memory
      * reached, nothing applied), LKV_ESHUTDOWN (store closing, nothing
-     * applied), LKV_EFATAL (storage failed, or the map had no memory left
+     * applied), LKV_ENOTLEADER (this node does not lead: nothing applied),
+     * LKV_ELEADERLOST (accepted, but leadership was lost before it
+     * committed: it may or may not take effect later), LKV_EFATAL (storage failed, or the map had no memory left
      * for a write already durable: the outcome is unknown and the server
      * must stop). Must not block. */
     void (*done_cb)(struct store_req *req, int status);
     struct store_req *next; /* private to the store */
+};
+
+/* A linearizable read. Caller-owned, valid until done_cb (exactly once). */
+struct store_read {
+    /* Called from the loop thread: 0 when the map may now be read (it
+     * reflects every write acknowledged before store_read was called),
+     * LKV_ENOTLEADER (this node does not lead, or stopped leading),
+     * LKV_ESHUTDOWN. Must not block. */
+    void (*done_cb)(struct store_read *r, int status);
+    struct store_read *next; /* private to the store */
+    uint64_t ctx;            /* private to the store */
+};
+
+/* A leadership transfer (POST /cluster/leader). Caller-owned. */
+struct store_op {
+    char target[128];        /* host:port of the member to hand over to; "" = the most up to date */
+    unsigned timeout_ms;
+    /* 0 once leadership has moved, LKV_ENOTLEADER (not leading), LKV_EINVAL
+     * (not a voter, or no other voter), LKV_ETIMEDOUT, LKV_ESHUTDOWN. */
+    void (*done_cb)(struct store_op *op, int status);
+    struct store_op *next;   /* private */
+    uint64_t deadline_ns;    /* private */
 };
 
 /* Opens the store in cfg->dir, recovering the state on disk. Returns 0 and
@@ -51,6 +88,32 @@ int store_open(const struct store_config *cfg, struct store **out, char *err, si
 /* Queues a write; never waits for the disk. Thread-safe. A malformed
  * command completes at once with LKV_EINVAL. */
 void store_submit(struct store *s, struct store_req *req);
+
+/* Queues a linearizable read. Thread-safe. */
+void store_read(struct store *s, struct store_read *r);
+
+/* True when reads need no round: this node is the cluster's only voter
+ * and leads it. Thread-safe. */
+bool store_reads_local(const struct store *s);
+
+/* The role and the leader's host:port ("" when unknown). Thread-safe. */
+enum raft_role store_leader(const struct store *s, char *addr, size_t len);
+
+/* Queues a leadership transfer. Thread-safe. */
+void store_transfer(struct store *s, struct store_op *op);
+
+/* Takes a POST /raft body: checks the secret (borrowed, may be NULL) and
+ * the batch, and hands its messages to the loop without waiting. Returns 0,
+ * LKV_EPERM (wrong secret, cluster, recipient or sender), LKV_ECORRUPT /
+ * LKV_EFORMAT (not a batch this build reads), LKV_ENOMEM. Thread-safe. */
+int store_deliver(struct store *s, const uint8_t *body, size_t len, const char *secret);
+
+/* /cluster/info and /cluster/members JSON. Appends; 0 or LKV_ENOMEM. */
+int store_render_info(const struct store *s, struct buf *out);
+int store_render_members(const struct store *s, struct buf *out);
+
+/* The cluster's figures for /stats (JSON members) and /metrics (text). */
+int store_render_stats(const struct store *s, struct buf *json, struct buf *prom);
 
 /* Returns the entry for `key` with a new reference (drop it with
  * kv_entry_unref), or NULL when absent. Thread-safe; never waits for disk. */

@@ -26,6 +26,19 @@ static const struct {
     [RESP_INTERNAL] = {500, "storage failed\n", NULL},
     [RESP_UNAVAILABLE] = {503, "shutting down\n", NULL},
     [RESP_NO_SPACE] = {507, "insufficient storage\n", NULL},
+    [RESP_NO_CONTENT] = {204, "", NULL},
+    [RESP_NO_LEADER] = {503, "no leader\n", NULL},
+    [RESP_LEADERSHIP_LOST] = {503, "leadership lost\n", NULL},
+    [RESP_FORBIDDEN] = {403, "not a member of this cluster\n", NULL},
+    [RESP_BAD_BATCH] = {400, "malformed message batch\n", NULL},
+    [RESP_BATCH_TOO_LARGE] = {413, "message batch too large\n", NULL},
+    [RESP_NOT_IMPLEMENTED] = {501, "membership changes are not supported yet\n", NULL},
+    [RESP_METHOD_POST] = {405, "method not allowed\n", "POST"},
+    [RESP_METHOD_MEMBERS] = {405, "method not allowed\n", "GET, HEAD, POST, PUT"},
+    [RESP_METHOD_DELETE] = {405, "method not allowed\n", "DELETE"},
+    [RESP_NOT_A_VOTER] = {409, "not a voter of this cluster\n", NULL},
+    [RESP_TRANSFER_TIMEOUT] = {504, "leadership did not move in time\n", NULL},
+    [RESP_BAD_ADDRESS] = {400, "invalid address\n", NULL},
 };
 
 /* Written once by respond_new, read-only afterwards. */
@@ -43,7 +56,9 @@ struct respond *respond_new(void)
             strlen(fixed[i].body), (void *)fixed[i].body, MHD_RESPMEM_PERSISTENT);
         if (!r || MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, TEXT_PLAIN) != MHD_YES ||
             (fixed[i].allow &&
-             MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, fixed[i].allow) != MHD_YES)) {
+             MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, fixed[i].allow) != MHD_YES) ||
+            (i == RESP_NO_LEADER &&
+             MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1") != MHD_YES)) {
             if (r)
                 MHD_destroy_response(r);
             respond_free(rs);
@@ -78,6 +93,13 @@ enum resp_id respond_method_not_allowed(enum http_endpoint ep)
         return RESP_METHOD_KV;
     case EP_CLEAR:
         return RESP_METHOD_CLEAR;
+    case EP_RAFT:
+    case EP_CLUSTER_LEADER:
+        return RESP_METHOD_POST;
+    case EP_CLUSTER_MEMBERS:
+        return RESP_METHOD_MEMBERS;
+    case EP_CLUSTER_MEMBER:
+        return RESP_METHOD_DELETE;
     default:
         return RESP_METHOD_READ;
     }
@@ -101,6 +123,21 @@ struct MHD_Response *respond_value(struct kv_entry *e)
     }
     if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, TEXT_PLAIN) != MHD_YES) {
         MHD_destroy_response(r); /* runs unref_entry_cb */
+        return NULL;
+    }
+    return r;
+}
+
+struct MHD_Response *respond_redirect(const char *location)
+{
+    static const char body[] = "see the leader\n";
+    struct MHD_Response *r = MHD_create_response_from_buffer(sizeof body - 1, (void *)body,
+                                                             MHD_RESPMEM_PERSISTENT);
+    if (!r)
+        return NULL;
+    if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, TEXT_PLAIN) != MHD_YES ||
+        MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, location) != MHD_YES) {
+        MHD_destroy_response(r);
         return NULL;
     }
     return r;

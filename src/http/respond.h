@@ -25,6 +25,19 @@ enum resp_id {
     RESP_INTERNAL,          /* 500 storage failed */
     RESP_UNAVAILABLE,       /* 503 shutting down */
     RESP_NO_SPACE,          /* 507 insufficient storage */
+    RESP_NO_CONTENT,        /* 204, empty: a /raft batch taken */
+    RESP_NO_LEADER,         /* 503 no leader, Retry-After: 1 */
+    RESP_LEADERSHIP_LOST,   /* 503 leadership lost */
+    RESP_FORBIDDEN,         /* 403 not a member of this cluster */
+    RESP_BAD_BATCH,         /* 400 malformed message batch */
+    RESP_BATCH_TOO_LARGE,   /* 413 message batch too large */
+    RESP_NOT_IMPLEMENTED,   /* 501 membership changes are not supported yet */
+    RESP_METHOD_POST,       /* 405, Allow: POST */
+    RESP_METHOD_MEMBERS,    /* 405, Allow: GET, HEAD, POST, PUT */
+    RESP_METHOD_DELETE,     /* 405, Allow: DELETE (a member) */
+    RESP_NOT_A_VOTER,       /* 409 not a voter of this cluster */
+    RESP_TRANSFER_TIMEOUT,  /* 504 leadership did not move in time */
+    RESP_BAD_ADDRESS,       /* 400 invalid address */
     RESP__COUNT
 };
 
@@ -50,6 +63,10 @@ enum resp_id respond_method_not_allowed(enum http_endpoint ep);
  * reference to e, dropped when MHD frees the response. The caller owns the
  * returned response (MHD_destroy_response after queueing). NULL on ENOMEM. */
 struct MHD_Response *respond_value(struct kv_entry *e);
+
+/* A 307 to `location` (copied), text/plain, for a follower's answer.
+ * Caller owns the response. NULL on ENOMEM. */
+struct MHD_Response *respond_redirect(const char *location);
 
 /* A response that takes ownership of `body` (malloc'ed, len bytes) with the
  * given Content-Type. NULL on ENOMEM (body is freed in that case too). */

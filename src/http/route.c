@@ -72,11 +72,34 @@ static bool allowed(enum http_endpoint ep, enum http_method m)
     case EP_HEALTH:
     case EP_STATS:
     case EP_METRICS:
+    case EP_CLUSTER_INFO:
         return m == HTTP_GET || m == HTTP_HEAD;
+    case EP_RAFT:
+    case EP_CLUSTER_LEADER:
+        return m == HTTP_POST;
+    case EP_CLUSTER_MEMBERS:
+        return m == HTTP_GET || m == HTTP_HEAD || m == HTTP_POST || m == HTTP_PUT;
+    case EP_CLUSTER_MEMBER:
+        return m == HTTP_DELETE;
     case EP_NOT_FOUND:
         break;
     }
     return true;
+}
+
+bool http_route_needs_leader(const struct http_route *r)
+{
+    switch (r->ep) {
+    case EP_KV:
+    case EP_CLEAR:
+    case EP_CLUSTER_MEMBER:
+    case EP_CLUSTER_LEADER:
+        return true;
+    case EP_CLUSTER_MEMBERS:
+        return r->method == HTTP_POST || r->method == HTTP_PUT;
+    default:
+        return false;
+    }
 }
 
 void http_route_parse(enum http_method method, const char *path, size_t path_len,
@@ -97,6 +120,17 @@ void http_route_parse(enum http_method method, const char *path, size_t path_len
         out->ep = EP_STATS;
     } else if (path_is(path, path_len, "/metrics")) {
         out->ep = EP_METRICS;
+    } else if (path_is(path, path_len, "/raft")) {
+        out->ep = EP_RAFT;
+    } else if (path_is(path, path_len, "/cluster/info")) {
+        out->ep = EP_CLUSTER_INFO;
+    } else if (path_is(path, path_len, "/cluster/members")) {
+        out->ep = EP_CLUSTER_MEMBERS;
+    } else if (path_len > 17 && memcmp(path, "/cluster/members/", 17) == 0) {
+        out->ep = EP_CLUSTER_MEMBER;
+        out->member_at = 17;
+    } else if (path_is(path, path_len, "/cluster/leader")) {
+        out->ep = EP_CLUSTER_LEADER;
     } else {
         out->ep = EP_NOT_FOUND;
     }
@@ -113,7 +147,15 @@ const char *http_route_allow(enum http_endpoint ep)
     case EP_HEALTH:
     case EP_STATS:
     case EP_METRICS:
+    case EP_CLUSTER_INFO:
         return "GET, HEAD";
+    case EP_RAFT:
+    case EP_CLUSTER_LEADER:
+        return "POST";
+    case EP_CLUSTER_MEMBERS:
+        return "GET, HEAD, POST, PUT";
+    case EP_CLUSTER_MEMBER:
+        return "DELETE";
     case EP_NOT_FOUND:
         break;
     }

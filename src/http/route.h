@@ -7,7 +7,19 @@
 
 enum http_method { HTTP_GET, HTTP_HEAD, HTTP_PUT, HTTP_DELETE, HTTP_POST, HTTP_OTHER };
 
-enum http_endpoint { EP_KV, EP_CLEAR, EP_HEALTH, EP_STATS, EP_METRICS, EP_NOT_FOUND };
+enum http_endpoint {
+    EP_KV,
+    EP_CLEAR,
+    EP_HEALTH,
+    EP_STATS,
+    EP_METRICS,
+    EP_RAFT,            /* POST /raft: node-to-node messages */
+    EP_CLUSTER_INFO,    /* /cluster/info */
+    EP_CLUSTER_MEMBERS, /* /cluster/members */
+    EP_CLUSTER_MEMBER,  /* /cluster/members/{host:port} */
+    EP_CLUSTER_LEADER,  /* /cluster/leader */
+    EP_NOT_FOUND
+};
 
 enum http_key_status { KEY_OK, KEY_EMPTY, KEY_INVALID };
 
@@ -17,7 +29,11 @@ struct http_route {
     bool method_allowed;            /* false: answer 405 with http_route_allow(ep) */
     enum http_key_status key;       /* EP_KV only */
     size_t klen;                    /* EP_KV with KEY_OK: decoded key length */
+    size_t member_at;               /* EP_CLUSTER_MEMBER: offset of host:port in the path */
 };
+
+/* True for requests only the leader serves (followers redirect them). */
+bool http_route_needs_leader(const struct http_route *r);
 
 /* Maps a request method token to the enum (case-sensitive, as HTTP says). */
 enum http_method http_method_parse(const char *method);

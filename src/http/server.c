@@ -33,6 +33,17 @@
  * client declaring 10 MiB and sending little pins little memory. */
 #define DIRECT_BODY_MAX (64 * 1024)
 
+/* A /raft batch may carry the largest value plus this much; cluster
+ * requests' bodies (an address) at most CLUSTER_BODY_MAX. */
+#define RAFT_BODY_SLACK (8u << 20)
+#define CLUSTER_BODY_MAX 4096
+
+/* Not a fixed response: a 307 to the leader, built per request. */
+#define ANSWER_REDIRECT RESP__COUNT
+
+/* How long POST /cluster/leader waits for leadership to move. */
+#define TRANSFER_TIMEOUT_MS 5000
+
 /* Deadlines MHD cannot enforce on its own (its timeout is reset by every
  * byte, so a client trickling a request would never be cut): one record per
  * open connection, checked by the reaper thread. */
@@ -67,6 +78,9 @@ struct http_server {
 
 enum req_phase { PHASE_HEADERS, PHASE_BODY, PHASE_WAITING };
 
+/* What a suspended request waits for. */
+enum req_wait { WAIT_WRITE, WAIT_READ, WAIT_TRANSFER };
+
 /* One request, from its request line to its completion callback. Lives in
  * MHD's per-request context pointer. */
 struct req {
@@ -88,7 +102,13 @@ struct req {
     bool cmd_sized;          /* allocated whole from Content-Length */
     size_t value_cap;        /* otherwise: value bytes it has room for */
     struct store_req sreq;
-    int store_status;        /* written by the store's writer thread before resume */
+    struct store_read sread;
+    struct store_op sop;
+    enum req_wait wait;
+    int store_status;        /* written by the store's loop thread before resume */
+    struct buf raw;          /* /raft and /cluster bodies as they arrive */
+    char *target;            /* the request target as sent (path and query), owned */
+    char leader[128];        /* where a follower redirects to */
     char key[];              /* max_key_bytes, decoded */
 };
 
@@ -108,6 +128,11 @@ static enum stats_route stats_route_for(const struct http_route *r)
     case EP_HEALTH: return ROUTE_HEALTH;
     case EP_STATS: return ROUTE_STATS;
     case EP_METRICS: return ROUTE_METRICS;
+    case EP_RAFT: return ROUTE_RAFT;
+    case EP_CLUSTER_INFO:
+    case EP_CLUSTER_MEMBERS:
+    case EP_CLUSTER_MEMBER:
+    case EP_CLUSTER_LEADER: return ROUTE_CLUSTER;
     case EP_NOT_FOUND: break;
     }
     return ROUTE_OTHER;
@@ -136,6 +161,32 @@ static enum MHD_Result send_built(struct req *r, unsigned status, struct MHD_Res
     enum MHD_Result rc = send_response(r, status, resp);
     MHD_destroy_response(resp);
     return rc;
+}
+
+/* A follower sends the client to the leader, same path and query. */
+static enum MHD_Result send_redirect(struct req *r)
+{
+    char location[8448];
+    int n = snprintf(location, sizeof location, "http://%s%s", r->leader,
+                     r->target ? r->target : "/");
+    if (n < 0 || (size_t)n >= sizeof location)
+        return send_fixed(r, RESP_NO_LEADER);
+    return send_built(r, MHD_HTTP_TEMPORARY_REDIRECT, respond_redirect(location));
+}
+
+static enum MHD_Result send_answer(struct req *r, int id)
+{
+    return id == ANSWER_REDIRECT ? send_redirect(r) : send_fixed(r, (enum resp_id)id);
+}
+
+/* Where a request only the leader serves goes when this node is not it:
+ * the leader (307), or 503 no leader. */
+static int not_leader_answer(struct req *r)
+{
+    enum raft_role role = store_leader(r->srv->store, r->leader, sizeof r->leader);
+    if (role == RAFT_LEADER)
+        return -1;
+    return r->leader[0] ? ANSWER_REDIRECT : RESP_NO_LEADER;
 }
 
 
@@ -194,7 +245,9 @@ static enum MHD_Result on_headers(struct req *r, const char *url, const char *me
     read_body_framing(r);
     r->phase = PHASE_BODY;
 
-    if (atomic_load(&srv->draining))
+    /* Peers' messages keep flowing while draining: a leader hands over
+     * leadership after its clients are gone, and needs its peers for it. */
+    if (atomic_load(&srv->draining) && r->route.ep != EP_RAFT)
         return send_fixed(r, RESP_UNAVAILABLE);
     if (request_header_bytes(r->conn) > srv->cfg.max_header_bytes)
         return send_fixed(r, RESP_HEADERS_TOO_LARGE);
@@ -208,11 +261,18 @@ static enum MHD_Result on_headers(struct req *r, const char *url, const char *me
     else if (r->route.ep == EP_KV && r->route.key == KEY_INVALID)
         r->error = RESP_INVALID_KEY;
 
+    /* A lone leader (the common single-node case) skips the lookup. */
+    if (r->error < 0 && http_route_needs_leader(&r->route) && !store_reads_local(srv->store))
+        r->error = not_leader_answer(r);
+
     if (r->error >= 0) {
         if (r->chunked || r->content_length > DISCARD_BODY_MAX)
-            return send_fixed(r, (enum resp_id)r->error);
+            return send_answer(r, r->error);
         return MHD_YES;
     }
+    if (r->route.ep == EP_RAFT && !r->chunked &&
+        r->content_length > srv->cfg.max_value_bytes + RAFT_BODY_SLACK)
+        return send_fixed(r, RESP_BATCH_TOO_LARGE);
     if (r->route.ep != EP_KV || r->route.method != HTTP_PUT)
         return MHD_YES;
     if (!r->chunked && r->content_length > srv->cfg.max_value_bytes)
@@ -261,8 +321,25 @@ static void drop_command(struct req *r)
  * (small bodies) or growing (large or chunked ones). Bodies of refused
  * requests, and of a growing PUT once it passes the limit, are counted and
  * dropped. */
+/* /raft and /cluster bodies are kept whole, up to their limits. */
+static enum MHD_Result on_raw_body(struct req *r, const char *data, size_t len)
+{
+    size_t limit = r->route.ep == EP_RAFT ? r->srv->cfg.max_value_bytes + RAFT_BODY_SLACK
+                                          : CLUSTER_BODY_MAX;
+    if (r->error < 0 && r->raw.len + len > limit) {
+        r->error = r->route.ep == EP_RAFT ? RESP_BATCH_TOO_LARGE : RESP_BAD_ADDRESS;
+        buf_free(&r->raw);
+    }
+    if (r->error < 0 && buf_append(&r->raw, data, len) != 0)
+        return MHD_NO;
+    r->body_len += len;
+    return MHD_YES;
+}
+
 static enum MHD_Result on_body(struct req *r, const char *data, size_t len)
 {
+    if (r->route.ep != EP_KV && r->route.ep != EP_CLEAR)
+        return on_raw_body(r, data, len);
     bool keep = r->error < 0 && r->route.ep == EP_KV && r->route.method == HTTP_PUT;
     if (keep && !r->cmd_sized && r->body_len + len > r->srv->cfg.max_value_bytes) {
         r->error = RESP_TOO_LARGE;
@@ -284,6 +361,20 @@ static void store_done_cb(struct store_req *sreq, int status)
     MHD_resume_connection(r->conn);
 }
 
+static void read_done_cb(struct store_read *sread, int status)
+{
+    struct req *r = (struct req *)((char *)sread - offsetof(struct req, sread));
+    r->store_status = status;
+    MHD_resume_connection(r->conn);
+}
+
+static void transfer_done_cb(struct store_op *op, int status)
+{
+    struct req *r = (struct req *)((char *)op - offsetof(struct req, sop));
+    r->store_status = status;
+    MHD_resume_connection(r->conn);
+}
+
 /* Hands a write to the store; consumes cmd. The connection is suspended
  * first: from store_submit on, the writer thread may resume it at any
  * moment. */
@@ -291,6 +382,7 @@ static enum MHD_Result submit_write(struct req *r, struct lkv_blob *cmd)
 {
     r->sreq = (struct store_req){.cmd = cmd, .done_cb = store_done_cb};
     r->phase = PHASE_WAITING;
+    r->wait = WAIT_WRITE;
     MHD_suspend_connection(r->conn);
     store_submit(r->srv->store, &r->sreq);
     return MHD_YES;
@@ -323,7 +415,7 @@ static enum MHD_Result on_delete(struct req *r, uint8_t op)
     return submit_write(r, cmd);
 }
 
-static enum MHD_Result on_get(struct req *r)
+static enum MHD_Result read_map(struct req *r)
 {
     struct kv_entry *e = store_get(r->srv->store, r->key, r->route.klen);
     if (!e)
@@ -333,6 +425,81 @@ static enum MHD_Result on_get(struct req *r)
     return send_built(r, MHD_HTTP_OK, resp);
 }
 
+/* A read on a leader of others is confirmed first (ReadIndex); a lone
+ * leader's map is up to date as it is. */
+static enum MHD_Result on_get(struct req *r)
+{
+    if (store_reads_local(r->srv->store))
+        return read_map(r);
+    r->sread = (struct store_read){.done_cb = read_done_cb};
+    r->phase = PHASE_WAITING;
+    r->wait = WAIT_READ;
+    MHD_suspend_connection(r->conn);
+    store_read(r->srv->store, &r->sread);
+    return MHD_YES;
+}
+
+static enum MHD_Result send_json(struct req *r, int (*render)(const struct store *, struct buf *))
+{
+    struct buf b = {0};
+    if (render(r->srv->store, &b) != 0) {
+        buf_free(&b);
+        return MHD_NO;
+    }
+    size_t len;
+    char *body = buf_take(&b, &len);
+    return send_built(r, MHD_HTTP_OK, respond_owned(body, len, "application/json"));
+}
+
+static enum MHD_Result on_raft(struct req *r)
+{
+    const char *secret =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Cluster-Secret");
+    int rc = store_deliver(r->srv->store, (const uint8_t *)r->raw.data, r->raw.len, secret);
+    buf_free(&r->raw);
+    switch (rc) {
+    case 0: return send_fixed(r, RESP_NO_CONTENT);
+    case LKV_EPERM: return send_fixed(r, RESP_FORBIDDEN);
+    case LKV_ENOMEM: return MHD_NO;
+    default: return send_fixed(r, RESP_BAD_BATCH);
+    }
+}
+
+/* POST /cluster/leader, body empty or the member to hand over to. */
+static enum MHD_Result on_leader(struct req *r)
+{
+    r->sop = (struct store_op){.timeout_ms = TRANSFER_TIMEOUT_MS, .done_cb = transfer_done_cb};
+    size_t n = 0;
+    for (size_t i = 0; i < r->raw.len && n + 1 < sizeof r->sop.target; i++) {
+        char c = r->raw.data[i];
+        if (c != ' ' && c != '\n' && c != '\r' && c != '\t')
+            r->sop.target[n++] = c;
+    }
+    r->sop.target[n] = '\0';
+    buf_free(&r->raw);
+    if (n && !strchr(r->sop.target, ':'))
+        return send_fixed(r, RESP_BAD_ADDRESS);
+    r->phase = PHASE_WAITING;
+    r->wait = WAIT_TRANSFER;
+    MHD_suspend_connection(r->conn);
+    store_transfer(r->srv->store, &r->sop);
+    return MHD_YES;
+}
+
+static enum MHD_Result on_transfer_done(struct req *r)
+{
+    switch (r->store_status) {
+    case 0: return send_json(r, store_render_members);
+    case LKV_EINVAL: return send_fixed(r, RESP_NOT_A_VOTER);
+    case LKV_ETIMEDOUT: return send_fixed(r, RESP_TRANSFER_TIMEOUT);
+    case LKV_ENOTLEADER: {
+        int id = not_leader_answer(r);
+        return send_answer(r, id < 0 ? RESP_NO_LEADER : id);
+    }
+    default: return send_fixed(r, RESP_UNAVAILABLE);
+    }
+}
+
 static enum MHD_Result on_stats(struct req *r, bool prometheus)
 {
     struct http_server *srv = r->srv;
@@ -340,9 +507,18 @@ static enum MHD_Result on_stats(struct req *r, bool prometheus)
     store_gauges(srv->store, &g);
     g.uptime_s = (uint64_t)(time(NULL) - srv->started);
     g.connections = atomic_load(&srv->connections);
-    struct buf b = {0};
+    struct buf b = {0}, extra = {0};
     const struct stats *st = srv->cfg.stats;
-    int rc = prometheus ? stats_render_prometheus(st, &b, &g) : stats_render_json(st, &b, &g);
+    int rc = store_render_stats(srv->store, prometheus ? NULL : &extra, prometheus ? &extra : NULL);
+    if (rc == 0 && extra.len) {
+        if (prometheus)
+            g.extra_prom = extra.data;
+        else
+            g.extra_json = extra.data;
+    }
+    if (rc == 0)
+        rc = prometheus ? stats_render_prometheus(st, &b, &g) : stats_render_json(st, &b, &g);
+    buf_free(&extra);
     if (rc != 0) {
         buf_free(&b);
         return MHD_NO;
@@ -366,7 +542,7 @@ static enum MHD_Result on_complete(struct req *r)
 {
     set_deadline(r->track, UINT64_MAX); /* answering is the server's job now */
     if (r->error >= 0)
-        return send_fixed(r, (enum resp_id)r->error);
+        return send_answer(r, r->error);
     switch (r->route.ep) {
     case EP_KV:
         switch (r->route.method) {
@@ -382,6 +558,18 @@ static enum MHD_Result on_complete(struct req *r)
         return on_stats(r, false);
     case EP_METRICS:
         return on_stats(r, true);
+    case EP_RAFT:
+        return on_raft(r);
+    case EP_CLUSTER_INFO:
+        return send_json(r, store_render_info);
+    case EP_CLUSTER_MEMBERS:
+        if (r->route.method == HTTP_GET || r->route.method == HTTP_HEAD)
+            return send_json(r, store_render_members);
+        return send_fixed(r, RESP_NOT_IMPLEMENTED);
+    case EP_CLUSTER_MEMBER:
+        return send_fixed(r, RESP_NOT_IMPLEMENTED);
+    case EP_CLUSTER_LEADER:
+        return on_leader(r);
     case EP_NOT_FOUND:
         break;
     }
@@ -396,8 +584,35 @@ static enum MHD_Result on_write_done(struct req *r)
     case LKV_ENOSPC:
     case LKV_EMEMLIMIT: return send_fixed(r, RESP_NO_SPACE);
     case LKV_ESHUTDOWN: return send_fixed(r, RESP_UNAVAILABLE);
+    case LKV_ELEADERLOST: return send_fixed(r, RESP_LEADERSHIP_LOST);
+    case LKV_ENOTLEADER: {
+        int id = not_leader_answer(r);
+        return send_answer(r, id < 0 ? RESP_NO_LEADER : id);
+    }
     default: return send_fixed(r, RESP_INTERNAL);
     }
+}
+
+static enum MHD_Result on_read_done(struct req *r)
+{
+    switch (r->store_status) {
+    case 0: return read_map(r);
+    case LKV_ENOTLEADER: {
+        int id = not_leader_answer(r);
+        return send_answer(r, id < 0 ? RESP_NO_LEADER : id);
+    }
+    default: return send_fixed(r, RESP_UNAVAILABLE);
+    }
+}
+
+static enum MHD_Result on_resumed(struct req *r)
+{
+    switch (r->wait) {
+    case WAIT_READ: return on_read_done(r);
+    case WAIT_TRANSFER: return on_transfer_done(r);
+    case WAIT_WRITE: break;
+    }
+    return on_write_done(r);
 }
 
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
@@ -422,7 +637,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         }
         return on_complete(r);
     case PHASE_WAITING:
-        return on_write_done(r);
+        return on_resumed(r);
     }
     return MHD_NO;
 }
@@ -431,11 +646,11 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
  * exists, so its clock starts here. The return value becomes *con_cls. */
 static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
 {
-    (void)uri;
     struct http_server *srv = cls;
     struct req *r = calloc(1, sizeof *r + srv->cfg.max_key_bytes);
     if (!r)
         return NULL;
+    r->target = strdup(uri ? uri : "/"); /* NULL only costs a redirect its query */
     r->srv = srv;
     r->conn = conn;
     r->start_ns = clock_now_ns();
@@ -461,6 +676,8 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     set_deadline(r->track, clock_now_ns() + (uint64_t)srv->cfg.idle_timeout_s * 1000000000u);
     lkv_blob_unref(r->cmd);
+    buf_free(&r->raw);
+    free(r->target);
     free(r);
     atomic_fetch_sub(&srv->in_flight, 1);
 }

@@ -9,6 +9,9 @@
 /* Entries per slice at most, whatever max_bytes allows: bounds the array a
  * message or a ready bundle allocates. */
 #define SLICE_MAX_ENTRIES 4096
+/* Payload bytes the cache of stable entries may hold; past that the oldest
+ * go and are read back from storage when needed. */
+#define CACHE_MAX_BYTES (64u << 20)
 
 void rlog_init(struct rlog *l, const struct raft_storage *st, uint64_t commit, uint64_t applied)
 {
@@ -40,8 +43,49 @@ static void free_usnap(struct rlog *l)
     }
 }
 
+static size_t entry_bytes(const struct raft_entry *e)
+{
+    return e->data ? e->data->len : 0;
+}
+
+/* Keeps the first k cached entries. */
+static void cache_keep(struct rlog *l, size_t k)
+{
+    for (size_t i = k; i < l->cn; i++) {
+        l->cbytes -= entry_bytes(&l->c[i]);
+        lkv_blob_unref(l->c[i].data);
+    }
+    if (k < l->cn)
+        l->cn = k;
+}
+
+/* Drops the first k cached entries. */
+static void cache_drop_front(struct rlog *l, size_t k)
+{
+    if (k > l->cn)
+        k = l->cn;
+    for (size_t i = 0; i < k; i++) {
+        l->cbytes -= entry_bytes(&l->c[i]);
+        lkv_blob_unref(l->c[i].data);
+    }
+    memmove(l->c, l->c + k, (l->cn - k) * sizeof *l->c);
+    l->cn -= k;
+    l->coff += k;
+}
+
+static const struct raft_entry *cached(const struct rlog *l, uint64_t index)
+{
+    if (l->cn && index >= l->coff && index < l->coff + l->cn)
+        return &l->c[index - l->coff];
+    return NULL;
+}
+
 void rlog_free(struct rlog *l)
 {
+    cache_keep(l, 0);
+    free(l->c);
+    l->c = NULL;
+    l->ccap = 0;
     drop_unstable_from(l, 0);
     free(l->u);
     l->u = NULL;
@@ -69,6 +113,11 @@ int rlog_term(const struct rlog *l, uint64_t index, uint64_t *term)
     }
     if (index >= l->uoff)
         return LKV_EUNAVAILABLE;
+    const struct raft_entry *ce = cached(l, index);
+    if (ce) {
+        *term = ce->term;
+        return 0;
+    }
     if (l->usnap) {
         if (index == l->usnap->index) {
             *term = l->usnap->term;
@@ -136,6 +185,8 @@ int rlog_append(struct rlog *l, uint64_t after, const struct raft_entry *e, size
          * unstable goes, and the caller truncates storage when persisting. */
         drop_unstable_from(l, 0);
         l->uoff = after + 1;
+        if (l->cn && l->coff + l->cn > after + 1)
+            cache_keep(l, after + 1 > l->coff ? (size_t)(after + 1 - l->coff) : 0);
     } else {
         drop_unstable_from(l, (size_t)(after + 1 - l->uoff));
     }
@@ -184,45 +235,47 @@ void rlog_free_entries(struct raft_entry *e, size_t n)
     free(e);
 }
 
-static size_t entry_bytes(const struct raft_entry *e)
-{
-    return e->data ? e->data->len : 0;
-}
-
 int rlog_slice(const struct rlog *l, uint64_t lo, uint64_t hi, size_t max_bytes,
                struct raft_entry **out, size_t *n)
 {
     assert(lo < hi && hi <= rlog_last_index(l) + 1);
-    if (lo < rlog_first_index(l))
+    if (lo < rlog_first_index(l) && !cached(l, lo))
         return LKV_ECOMPACTED;
     size_t want = (size_t)(hi - lo) < SLICE_MAX_ENTRIES ? (size_t)(hi - lo) : SLICE_MAX_ENTRIES;
     struct raft_entry *v = malloc(want * sizeof *v);
     if (!v)
         return LKV_ENOMEM;
     size_t k = 0, bytes = 0;
-    if (lo < l->uoff) {
+    uint64_t i = lo;
+    while (i < hi && k < want) {
+        const struct raft_entry *src = i >= l->uoff ? &l->u[i - l->uoff] : cached(l, i);
+        if (src) {
+            if (k > 0 && bytes + entry_bytes(src) > max_bytes)
+                break;
+            bytes += entry_bytes(src);
+            v[k] = *src;
+            lkv_blob_ref(v[k].data);
+            k++;
+            i++;
+            continue;
+        }
+        /* storage, up to the cache or the unstable entries */
         uint64_t st_hi = hi < l->uoff ? hi : l->uoff;
-        int rc = l->st->entries(l->st->ctx, lo, st_hi, max_bytes, v, want, &k);
-        if (rc != 0) {
+        if (l->cn && l->coff > i && l->coff < st_hi)
+            st_hi = l->coff;
+        size_t got = 0;
+        int rc = l->st->entries(l->st->ctx, i, st_hi, max_bytes > bytes ? max_bytes - bytes : 1,
+                                v + k, want - k, &got);
+        if (rc != 0 && k == 0) {
             free(v);
             return rc;
         }
-        for (size_t i = 0; i < k; i++)
-            bytes += entry_bytes(&v[i]);
-        if (k < (size_t)(st_hi - lo)) {
-            *out = v;
-            *n = k;
-            return 0; /* storage stopped at the byte limit */
-        }
-    }
-    for (uint64_t i = lo + k; i < hi && k < want; i++) {
-        const struct raft_entry *src = &l->u[i - l->uoff];
-        if (k > 0 && bytes + entry_bytes(src) > max_bytes)
-            break;
-        bytes += entry_bytes(src);
-        v[k] = *src;
-        lkv_blob_ref(v[k].data);
-        k++;
+        for (size_t j = 0; j < got; j++)
+            bytes += entry_bytes(&v[k + j]);
+        k += got;
+        if (rc != 0 || got < (size_t)(st_hi - i))
+            break; /* the byte limit (or an error after some entries) */
+        i += got;
     }
     *out = v;
     *n = k;
@@ -247,6 +300,7 @@ int rlog_restore(struct rlog *l, const struct raft_snapshot *s)
         return LKV_ENOMEM;
     *copy = *s;
     lkv_blob_ref(copy->data);
+    cache_keep(l, 0);
     drop_unstable_from(l, 0);
     free_usnap(l);
     l->usnap = copy;
@@ -258,8 +312,42 @@ int rlog_restore(struct rlog *l, const struct raft_snapshot *s)
 void rlog_stable_all(struct rlog *l)
 {
     free_usnap(l);
+    if (l->un == 0)
+        return;
+    /* The persisted entries move to the cache (their references with them)
+     * until they are applied. */
+    if (l->cn && l->coff + l->cn != l->uoff)
+        cache_keep(l, 0);
+    if (l->cn == 0)
+        l->coff = l->uoff;
+    if (l->cn + l->un > l->ccap) {
+        size_t cap = l->ccap ? l->ccap : 64;
+        while (cap < l->cn + l->un)
+            cap *= 2;
+        struct raft_entry *p = realloc(l->c, cap * sizeof *p);
+        if (!p) {
+            l->uoff += l->un;
+            drop_unstable_from(l, 0);
+            cache_keep(l, 0);
+            return;
+        }
+        l->c = p;
+        l->ccap = cap;
+    }
+    for (size_t i = 0; i < l->un; i++) {
+        l->c[l->cn++] = l->u[i];
+        l->cbytes += entry_bytes(&l->u[i]);
+    }
     l->uoff += l->un;
-    drop_unstable_from(l, 0);
+    l->un = 0;
+    while (l->cn && l->cbytes > CACHE_MAX_BYTES)
+        cache_drop_front(l, 1);
+}
+
+void rlog_applied_to(struct rlog *l, uint64_t applied)
+{
+    if (l->cn && applied >= l->coff)
+        cache_drop_front(l, (size_t)(applied - l->coff + 1));
 }
 
 void rlog_drop_unstable(struct rlog *l)

@@ -18,7 +18,9 @@
  *   last = uoff + un - 1;
  *   with a snapshot pending (usnap), storage is ignored entirely and the log
  *   is the snapshot followed by u, uoff = usnap.index + 1;
- *   applied <= commit <= last.
+ *   applied <= commit <= last;
+ *   the cache holds copies of stable entries [coff, coff + cn), all before
+ *   uoff, so that applying them (and sending them) does not read storage.
  */
 struct rlog {
     const struct raft_storage *st;
@@ -26,6 +28,9 @@ struct rlog {
     size_t un, ucap;
     uint64_t uoff;
     struct raft_snapshot *usnap; /* received, not yet persisted; owns a data reference */
+    struct raft_entry *c;        /* cache of stable entries not yet applied (bounded) */
+    size_t cn, ccap, cbytes;
+    uint64_t coff;
     uint64_t commit;
     uint64_t applied;
 };
@@ -89,6 +94,10 @@ int rlog_restore(struct rlog *l, const struct raft_snapshot *s);
 
 /* The caller persisted everything unstable: forget it. */
 void rlog_stable_all(struct rlog *l);
+
+/* The state machine has everything up to `applied`: cached entries up to
+ * it are dropped. */
+void rlog_applied_to(struct rlog *l, uint64_t applied);
 
 /* Drops every unstable entry (nothing of them reached anyone). */
 void rlog_drop_unstable(struct rlog *l);

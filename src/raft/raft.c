@@ -667,6 +667,7 @@ void raft_advance(struct raft *r, const struct raft_ready *rd, int persist_statu
     rlog_stable_all(&r->log);
     if (r->n_committed)
         r->log.applied = r->committed[r->n_committed - 1].index;
+    rlog_applied_to(&r->log, r->log.applied);
     rlog_free_entries(r->committed, r->n_committed);
     r->committed = NULL;
     r->n_committed = 0;

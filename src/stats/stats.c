@@ -15,14 +15,16 @@
 #define RELAXED memory_order_relaxed
 
 /* Status codes the server sends (see CONTRACT.md); anything else is "other". */
-static const unsigned status_codes[] = {200, 400, 404, 405, 408, 413, 431, 500, 503, 507};
+static const unsigned status_codes[] = {200, 204, 307, 400, 403, 404, 405, 408,
+                                        409, 413, 431, 500, 501, 503, 504, 507};
 #define N_CODES (sizeof status_codes / sizeof status_codes[0])
 #define SLOT_OTHER N_CODES
 
 static const char *const route_names[ROUTE__COUNT] = {
     [ROUTE_KV_GET] = "kv_get",       [ROUTE_KV_HEAD] = "kv_head", [ROUTE_KV_PUT] = "kv_put",
     [ROUTE_KV_DELETE] = "kv_delete", [ROUTE_CLEAR] = "clear",     [ROUTE_HEALTH] = "health",
-    [ROUTE_STATS] = "stats",         [ROUTE_METRICS] = "metrics", [ROUTE_OTHER] = "other",
+    [ROUTE_STATS] = "stats",         [ROUTE_METRICS] = "metrics", [ROUTE_RAFT] = "raft",
+    [ROUTE_CLUSTER] = "cluster",     [ROUTE_OTHER] = "other",
 };
 
 /* Prometheus `le` bounds for every duration histogram: the label text and
@@ -218,9 +220,10 @@ int stats_render_json(const struct stats *st, struct buf *out, const struct stat
     json_checkpoints(out, st);
     buf_printf(out,
                ",\"recovery\":{\"duration_us\":%" PRIu64 ",\"snapshot_index\":%" PRIu64
-               ",\"replayed\":%" PRIu64 "}}\n",
+               ",\"replayed\":%" PRIu64 "}%s%s}\n",
                load(&st->recovery_us), load(&st->recovery_snapshot_index),
-               load(&st->recovery_replayed));
+               load(&st->recovery_replayed), g->extra_json ? "," : "",
+               g->extra_json ? g->extra_json : "");
     return out->failed ? LKV_ENOMEM : 0;
 }
 
@@ -368,6 +371,8 @@ int stats_render_prometheus(const struct stats *st, struct buf *out,
     prom_log(out, st, g);
     prom_checkpoints(out, st);
     prom_recovery(out, st);
+    if (g->extra_prom)
+        buf_append(out, g->extra_prom, strlen(g->extra_prom));
     return out->failed ? LKV_ENOMEM : 0;
 }
 

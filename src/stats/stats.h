@@ -17,12 +17,14 @@ enum stats_route {
     ROUTE_HEALTH,
     ROUTE_STATS,
     ROUTE_METRICS,
+    ROUTE_RAFT,    /* POST /raft from peers */
+    ROUTE_CLUSTER, /* /cluster/... */
     ROUTE_OTHER, /* unknown paths, 405s, malformed keys before routing */
     ROUTE__COUNT
 };
 
 /* Stable lower-case name ("kv_get", "kv_head", "kv_put", "kv_delete",
- * "clear", "health", "stats", "metrics", "other"). */
+ * "clear", "health", "stats", "metrics", "raft", "cluster", "other"). */
 const char *stats_route_name(enum stats_route r);
 
 /* One set of counters: main makes one and hands it to the store and the
@@ -71,6 +73,11 @@ struct stats_gauges {
     uint64_t applied_index; /* last log index whose command is in the map */
     uint64_t uptime_s;
     uint64_t connections;   /* currently open */
+    /* Rendered elsewhere (the cluster's figures), borrowed for the call;
+     * NULL for none: JSON members ("name":value,...) added to the top-level
+     * object, and Prometheus families appended. */
+    const char *extra_json;
+    const char *extra_prom;
 };
 
 /* Appends the JSON document / Prometheus exposition of st's counters and

@@ -27,4 +27,11 @@ static inline struct timespec clock_realtime_after(long ns)
     return ts;
 }
 
+/* A source of monotonic time, so that code driven by time can be given a
+ * fake clock in tests. */
+struct clock_src {
+    uint64_t (*now_ns)(void *ctx);
+    void *ctx;
+};
+
 #endif

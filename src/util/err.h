@@ -20,7 +20,10 @@
     X(LKV_EBUSY, -14, "membership change in progress")                       \
     X(LKV_ECOMPACTED, -15, "log entry compacted into a snapshot")            \
     X(LKV_EUNAVAILABLE, -16, "log entry not available yet")                  \
-    X(LKV_ETRANSFER, -17, "leadership transfer in progress")
+    X(LKV_ETRANSFER, -17, "leadership transfer in progress")                 \
+    X(LKV_ELEADERLOST, -18, "leadership lost")                               \
+    X(LKV_EPERM, -19, "not a member of this cluster")                        \
+    X(LKV_ETIMEDOUT, -20, "timed out")
 
 enum lkv_err {
 #define LKV_ERR_ENUM(name, value, msg) name = (value),

@@ -134,7 +134,8 @@ def test_damaged_record_followed_by_later_batches_refuses_start(start_server, da
                                                                 victim):
     _, seg = write_keys_one_batch_each(start_server, data_dir)
     recs, _ = lkvcrash.walk_segment(seg)
-    rec = recs[victim]
+    # the node's own records (configuration, a term's no-op) come first
+    rec = [r for r in recs if r.type == 1][victim]
     assert recs[-1].index - recs[-1].batch_pos > rec.index, "later records share its batch"
     field = {"payload": (lkvcrash.REC_HDR + rec.len // 2, 0x10), "crc": (1, 0x01),
              "len_low": (4, 0x01), "len_high": (7, 0x40), "index": (16, 0x01),
@@ -159,7 +160,7 @@ def test_damaged_record_in_older_segment_refuses_start(start_server, data_dir, f
     assert not lkvcrash.snapshots(data_dir)
     segs = lkvcrash.segments(data_dir)
     assert len(segs) >= 3, f"no rotation happened: {segs}\n{srv.tail()}"
-    recs, _ = lkvcrash.walk_segment(segs[0])
+    recs = [r for r in lkvcrash.walk_segment(segs[0])[0] if r.type == 1]
     rec = recs[0] if which == "first" else recs[-1]
     # Damage at the end of a segment that later segments follow is not a
     # torn tail: the crash cannot have hit there.
@@ -194,14 +195,21 @@ def test_truncated_newest_snapshot_refuses_start(start_server, data_dir):
     assert_refuses_to_start(data_dir, snap.name)
 
 
+def log_end(data_dir):
+    """Where the last segment's records end now (the node writes its
+    configuration and each term's no-op before any client write)."""
+    return lkvcrash.walk_segment(lkvcrash.segments(data_dir)[-1])[1]
+
+
 def put_records_ending_short_of_block(start_server, data_dir, fault_ctl, gap):
     """Through the server: one record that ends `gap` bytes before the 8 KiB
     mark of its segment, a checkpoint that rotates the log (and fails, so the
     segment stays), then one record in the next segment. SIGKILL."""
     fault_ctl.write_text("fsync EIO match=snap-\n")
     srv = start_server(data_dir, "--checkpoint-bytes", "4k", fault_ctl=fault_ctl)
-    # segment header 32 + record header 32 + op 1 + klen 4 + key 1 + value
-    a = make_value("a", 8192 - gap - 70)
+    # after what the node wrote at start: record header 32 + op 1 + klen 4
+    # + key 1 + value
+    a = make_value("a", 8192 - gap - log_end(data_dir) - 38)
     with Client(srv.port) as c:
         assert c.put("a", a)[0] == 200
         assert srv.wait_line("level=warn event=checkpoint_failed", 10) is not None, srv.tail()
@@ -210,7 +218,7 @@ def put_records_ending_short_of_block(start_server, data_dir, fault_ctl, gap):
     segs = lkvcrash.segments(data_dir)
     assert len(segs) == 2, segs
     recs, end = lkvcrash.walk_segment(segs[0])
-    assert [r.command()[1] for r in recs] == ["a"] and end == 8192 - gap
+    assert [r.command()[1] for r in recs if r.type == 1] == ["a"] and end == 8192 - gap
     return {"a": a, "b": b"next segment"}, segs
 
 
@@ -231,7 +239,7 @@ def test_clean_log_end_just_short_of_a_block_boundary_is_not_a_torn_tail(start_s
     # The last segment ends cleanly `gap` bytes before a block boundary:
     # nothing is torn, so there is nothing to cut or warn about.
     srv = start_server(data_dir)
-    a = make_value("a", 8192 - gap - 70)
+    a = make_value("a", 8192 - gap - log_end(data_dir) - 38)
     with Client(srv.port) as c:
         assert c.put("a", a)[0] == 200
     srv.kill9()

@@ -44,7 +44,7 @@ def log_commands(data_dir):
     out = []
     for seg in lkvcrash.segments(data_dir):
         recs, _ = lkvcrash.walk_segment(seg)
-        out += [r.command()[:2] for r in recs]
+        out += [r.command()[:2] for r in recs if r.type == 1]
     return out
 
 

@@ -16,7 +16,8 @@
 #include <unistd.h>
 
 static const char *const all_routes[] = {"kv_get", "kv_head", "kv_put",  "kv_delete", "clear",
-                                         "health", "stats",   "metrics", "other"};
+                                         "health", "stats",   "metrics", "raft",
+                                         "cluster", "other"};
 #define N_ROUTES (sizeof all_routes / sizeof all_routes[0])
 
 static const struct stats_gauges gauges = {
