@@ -120,14 +120,19 @@ static int model_load(const uint8_t *f, size_t len, bool *header_ok)
         return LKV_ECORRUPT;
     if (le(f + 60, 4) != crc32c(f, 60))
         return LKV_ECORRUPT;
-    if (le(f + 8, 4) != SNAP_FORMAT_VERSION)
+    uint64_t version = le(f + 8, 4);
+    if (version != 1 && version != 2)
         return LKV_EFORMAT;
+    /* version 2: a configuration block of le(52) bytes opens the body */
+    uint64_t conf = version == 2 ? le(f + 52, 4) : 0;
+    if (conf > SNAP_CONF_MAX || conf > len - SNAP_HDR_SIZE)
+        return LKV_ECORRUPT;
     if (le(f + 40, 8) != len - SNAP_HDR_SIZE)
         return LKV_ECORRUPT;
     *header_ok = true;
     if (le(f + 48, 4) != crc32c(f + SNAP_HDR_SIZE, len - SNAP_HDR_SIZE))
         return LKV_ECORRUPT;
-    int64_t n = model_walk(f + SNAP_HDR_SIZE, len - SNAP_HDR_SIZE);
+    int64_t n = model_walk(f + SNAP_HDR_SIZE + conf, len - SNAP_HDR_SIZE - conf);
     if (n < 0 || (uint64_t)n != le(f + 32, 8))
         return LKV_ECORRUPT;
     return 0;
@@ -192,7 +197,8 @@ static void check_rewrite(struct kv_map *m, const struct snap_info *info)
 {
     char err[512] = "";
     struct snap_info wrote;
-    int rc = snap_write(dir, NULL, m, info->index, info->term, &wrote, err, sizeof err);
+    int rc = snap_write(dir, NULL, m, info->index, info->term, &info->conf, &wrote, err,
+                        sizeof err);
     assert(rc == 0);
     assert(wrote.records == kv_map_count(m) && wrote.index == info->index);
     char path[FUZZ_DIR_MAX + 64];
@@ -204,6 +210,8 @@ static void check_rewrite(struct kv_map *m, const struct snap_info *info)
     assert(rc == 0);
     assert(back.records == kv_map_count(m) && back.bytes == wrote.bytes);
     assert(back.index == info->index && back.term == info->term);
+    assert(back.conf.len == info->conf.len &&
+           memcmp(back.conf.bytes, info->conf.bytes, info->conf.len) == 0);
     unlink(path);
 }
 
@@ -245,7 +253,7 @@ static uint8_t *build_file(const uint8_t *data, size_t size, size_t *flen)
     uint64_t records = (flags & 1) && counted >= 0 ? (uint64_t)counted + (fill > 0) : data[1];
     memset(f, 0, SNAP_HDR_SIZE);
     memcpy(f, magic, sizeof magic);
-    put(f + 8, (flags & 4) ? 2 : SNAP_FORMAT_VERSION, 4);
+    put(f + 8, (flags & 4) ? 3 : SNAP_FORMAT_VERSION, 4);
     put(f + 16, 9, 8);
     put(f + 24, 7, 8);
     put(f + 32, records, 8);
@@ -266,7 +274,7 @@ static void check_peek(const uint8_t *f, size_t flen)
     }
     int want = memcmp(f, magic, sizeof magic) != 0 || le(f + 60, 4) != crc32c(f, 60)
                    ? LKV_ECORRUPT
-                   : le(f + 8, 4) != SNAP_FORMAT_VERSION ? LKV_EFORMAT : 0;
+                   : (le(f + 8, 4) != 1 && le(f + 8, 4) != 2) ? LKV_EFORMAT : 0;
     assert(rc == want);
     if (rc == 0) {
         assert(info.index == le(f + 16, 8) && info.term == le(f + 24, 8));
@@ -284,9 +292,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     write_file(in_path, file, flen, NULL, 0);
 
     size_t body_len = flen > SNAP_HDR_SIZE ? flen - SNAP_HDR_SIZE : 0;
+    /* the records follow a version-2 file's configuration block */
+    size_t conf = flen >= SNAP_HDR_SIZE && le(file + 8, 4) == 2 ? (size_t)le(file + 52, 4) : 0;
+    if (conf > body_len)
+        conf = body_len;
     /* Big files skip the rewrite check, and so need no map. */
     bool rewrite = flen < SNAP_WINDOW / 2;
-    struct seen s = {.body = file + SNAP_HDR_SIZE, .body_len = body_len,
+    struct seen s = {.body = file + SNAP_HDR_SIZE + conf, .body_len = body_len - conf,
                      .map = rewrite ? kv_map_new() : NULL};
     if (rewrite && s.map == NULL)
         abort();
@@ -311,7 +323,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!header_ok)
             assert(s.n == 0);
     } else {
-        assert(s.n == info.records && s.used == body_len);
+        assert(s.n == info.records && s.used == body_len - conf);
         assert(info.bytes == flen);
         assert(info.index == le(file + 16, 8) && info.term == le(file + 24, 8));
         if (info.index > 0 && rewrite)
@@ -376,7 +388,9 @@ int main(int argc, char **argv)
         kv_map_write_unlock(m);
         struct snap_info info;
         char err[512];
-        if (snap_write(dir, NULL, m, 5, 1, &info, err, sizeof err) != 0) {
+        struct snap_conf conf = {.len = 3, .bytes = {1, 2, 3}};
+        if (snap_write(dir, NULL, m, 5, 1, nkeys == 2 ? &conf : NULL, &info, err,
+                       sizeof err) != 0) {
             fprintf(stderr, "snap_write: %s\n", err);
             return 1;
         }
