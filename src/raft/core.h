@@ -57,6 +57,10 @@ struct raft {
     uint64_t rng;
 
     int8_t votes[RAFT_MAX_MEMBERS]; /* candidate: per configuration slot, -1 unknown */
+    bool win_on_persist;            /* a lone voter's election, won once its term is durable */
+    bool start_lease;               /* just started with lease reads: no votes, no campaign
+                                       for an election timeout */
+    uint64_t lease_void_term;       /* a TIMEOUT_NOW went out in this term: no lease reads */
 
     raft_id transferee;
     unsigned transfer_elapsed;

@@ -112,6 +112,7 @@ void core_become_follower(struct raft *r, uint64_t term, raft_id leader)
     }
     if (r->role == RAFT_LEADER)
         read_on_step_down(r);
+    r->win_on_persist = false;
     r->role = RAFT_FOLLOWER;
     r->leader = leader;
     r->transferee = RAFT_NONE;
@@ -202,10 +203,14 @@ static void campaign(struct raft *r, enum campaign_kind kind)
         vterm = r->term;
     }
     if (record_vote(r, r->opt.id, true) == QUORUM_WON) {
+        /* Its own vote is all it needs. A leader counts itself only once
+         * durable: it takes office when the bundle with this term and vote
+         * has been persisted (raft_advance), never in a term it could
+         * forget in a crash and then lead again with another log. */
         if (kind == CAMPAIGN_PRE)
             campaign(r, CAMPAIGN_ELECTION);
         else
-            become_leader(r);
+            r->win_on_persist = true;
         return;
     }
     const struct raft_membership *c = core_conf(r);
@@ -230,6 +235,10 @@ static bool quorum_active(struct raft *r);
 static void tick_election(struct raft *r)
 {
     r->election_elapsed++;
+    if (r->start_lease && r->election_elapsed >= r->opt.election_ticks)
+        r->start_lease = false;
+    if (r->start_lease)
+        return; /* see check_term: no campaign inside the start-up lease either */
     if (core_promotable(r) && r->election_elapsed >= r->timeout) {
         r->election_elapsed = 0;
         campaign(r, r->opt.pre_vote ? CAMPAIGN_PRE : CAMPAIGN_ELECTION);
@@ -331,7 +340,11 @@ static bool check_term(struct raft *r, const struct raft_msg *m)
         /* Someone who heard from a leader within the minimum election
          * timeout does not help depose it (check-quorum's lease, and the
          * defence against removed servers). A transfer is the exception. */
-        bool in_lease = r->opt.check_quorum && r->leader != RAFT_NONE &&
+        /* A node just started does not remember whom it heard from: with
+         * lease reads on it waits out one election timeout first, or a
+         * leader's lease could rest on a vote it then gives away. */
+        bool in_lease = r->opt.check_quorum &&
+                        (r->leader != RAFT_NONE || r->start_lease) &&
                         r->election_elapsed < r->opt.election_ticks;
         if (vote_req && !m->transfer && in_lease)
             return false;
@@ -493,6 +506,7 @@ int raft_transfer_leadership(struct raft *r, raft_id to)
     struct progress *pr = core_progress(r, to);
     if (pr && pr->match == rlog_last_index(&r->log)) {
         struct raft_msg m = {.type = RAFT_MSG_TIMEOUT_NOW, .to = to, .term = r->term};
+        r->lease_void_term = r->term;
         core_send(r, &m, false);
     } else if (pr) {
         repl_send_append(r, pr, true);
@@ -681,6 +695,11 @@ void raft_advance(struct raft *r, const struct raft_ready *rd, int persist_statu
     free(r->reads_out);
     r->reads_out = NULL;
     r->n_reads_out = 0;
+    if (r->win_on_persist) {
+        r->win_on_persist = false;
+        if (r->role == RAFT_CANDIDATE && r->prev_hs.term == r->term && r->vote == r->opt.id)
+            become_leader(r);
+    }
     if (r->role == RAFT_LEADER) {
         struct progress *self = core_progress(r, r->opt.id);
         if (self)
@@ -736,6 +755,8 @@ int raft_new(const struct raft_options *opt, const struct raft_boot *boot, struc
     core_reset_timeout(r);
     if (lone_voter(r))
         campaign(r, CAMPAIGN_ELECTION);
+    else
+        r->start_lease = opt->lease_reads;
     *out = r;
     return 0;
 }

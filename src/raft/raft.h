@@ -219,7 +219,10 @@ struct raft_boot {
 
 /* Creates a core. `opt` and `boot` are borrowed for the call (the storage
  * for the core's life). A lone voter that is this member campaigns at once,
- * so its first ready bundle makes it leader. Returns 0 and sets *out,
+ * so it is leader once its first ready bundle (the new term and its vote)
+ * has been persisted and advanced. With lease_reads, a core that starts
+ * among other voters grants no vote and starts no campaign for one
+ * election timeout (it forgot whom it last heard from). Returns 0 and sets *out,
  * LKV_EINVAL for bad options or state, LKV_ENOMEM. */
 int raft_new(const struct raft_options *opt, const struct raft_boot *boot, struct raft **out);
 
@@ -270,7 +273,9 @@ int raft_read_index(struct raft *r, uint64_t ctx);
 int raft_transfer_leadership(struct raft *r, raft_id to);
 
 /* Starts an election now (pre-vote first if enabled). For tests and
- * tooling; a follower campaigns on its own after an election timeout. */
+ * tooling; a follower campaigns on its own after an election timeout.
+ * A forced campaign ignores the lease other members' leaders rely on, so
+ * it voids lease reads: do not use it on a cluster in lease mode. */
 int raft_campaign(struct raft *r);
 
 /* The caller could not deliver to `peer`: replication to it goes back to

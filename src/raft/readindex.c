@@ -73,6 +73,11 @@ bool read_lease_valid(const struct raft *r)
 {
     if (!r->opt.lease_reads || !r->opt.check_quorum || r->role != RAFT_LEADER)
         return false;
+    /* Once this leader told someone to campaign, a successor may appear
+     * at any moment (its vote requests pass every lease): quorum rounds
+     * only, for the rest of the term. */
+    if (r->lease_void_term == r->term)
+        return false;
     uint64_t acked = quorum_round((struct raft *)r);
     if (acked == 0 || r->read_round - acked >= READ_ROUNDS)
         return false;

@@ -126,6 +126,7 @@ static void maybe_timeout_now(struct raft *r, struct progress *pr)
     if (pr->id != r->transferee || pr->match != rlog_last_index(&r->log))
         return;
     struct raft_msg m = {.type = RAFT_MSG_TIMEOUT_NOW, .to = pr->id, .term = r->term};
+    r->lease_void_term = r->term;
     core_send(r, &m, false);
 }
 

@@ -403,28 +403,94 @@ Test(raft, read_on_a_follower_is_refused)
     cr_assert_eq(raft_read_index(FX.node[2].r, 1), LKV_ENOTLEADER);
 }
 
+/* The leader of a cluster left to elect one on its own (bounded). */
+static size_t wait_leader(void)
+{
+    for (int k = 0; k < 200; k++) {
+        for (size_t i = 1; i <= FX.n; i++) {
+            if (FX.node[i].up && fx_status(i).role == RAFT_LEADER)
+                return i;
+        }
+        fx_tick_all(1);
+    }
+    cr_assert_fail("no leader");
+    return 0;
+}
+
 Test(raft, lease_read_is_served_without_a_round_while_the_lease_holds)
 {
     struct raft_options o = fx_default_options();
     o.lease_reads = true;
     struct raft_membership c = fx_conf(3, 0);
     fx_init_conf(3, &c, &o);
-    fx_elect(1);
+    size_t ld = wait_leader();
     fx_tick_all(4);
-    cr_assert_eq(raft_read_index(FX.node[1].r, 3), 0);
-    fx_ready(1);
-    cr_assert_eq(FX.node[1].nreads, 1, "a valid lease still needed a round");
+    cr_assert_eq(raft_read_index(FX.node[ld].r, 3), 0);
+    fx_ready(ld);
+    cr_assert_eq(FX.node[ld].nreads, 1, "a valid lease still needed a round");
     /* once the followers stop answering, the lease runs out */
-    fx_isolate(1, true);
+    fx_isolate(ld, true);
     for (int k = 0; k < 9; k++) {
-        raft_tick(FX.node[1].r);
-        fx_ready(1);
+        raft_tick(FX.node[ld].r);
+        fx_ready(ld);
         fx_drop_queue();
     }
-    cr_assert_eq(raft_read_index(FX.node[1].r, 4), 0);
-    fx_ready(1);
+    cr_assert_eq(raft_read_index(FX.node[ld].r, 4), 0);
+    fx_ready(ld);
     fx_drop_queue();
-    cr_assert_eq(FX.node[1].nreads, 1, "a read was served on an expired lease");
+    cr_assert_eq(FX.node[ld].nreads, 1, "a read was served on an expired lease");
+}
+
+/* Found by the simulator (seed 4255): a leader handed over (TIMEOUT_NOW),
+ * the transfer was given up, and it went on serving lease reads while the
+ * member it had told to campaign won with votes that ignore the lease. */
+Test(raft, no_lease_reads_after_telling_a_member_to_campaign)
+{
+    struct raft_options o = fx_default_options();
+    o.lease_reads = true;
+    struct raft_membership c = fx_conf(3, 0);
+    fx_init_conf(3, &c, &o);
+    size_t ld = wait_leader();
+    fx_tick_all(4);
+    size_t to = ld == 1 ? 2 : 1;
+    cr_assert_eq(raft_transfer_leadership(FX.node[ld].r, to), 0);
+    fx_ready(ld);
+    fx_drop_queue(); /* the TIMEOUT_NOW is lost, or just slow */
+    for (int k = 0; k < 12 && fx_status(ld).transferee; k++) {
+        raft_tick(FX.node[ld].r);
+        fx_settle();
+    }
+    cr_assert_eq(fx_status(ld).role, RAFT_LEADER);
+    cr_assert_eq(raft_read_index(FX.node[ld].r, 5), 0);
+    fx_ready(ld);
+    cr_assert_eq(FX.node[ld].nreads, 0, "a lease read after a TIMEOUT_NOW went out");
+    fx_settle(); /* a quorum round still serves it */
+    cr_assert_eq(FX.node[ld].nreads, 1);
+}
+
+/* Found by the simulator (seed 3394): a voter restarted right after
+ * acknowledging the leader, forgot it, and voted a rival in at once, while
+ * the old leader still read on a lease resting on that voter. */
+Test(raft, restarted_voter_grants_no_vote_inside_the_start_lease)
+{
+    struct raft_options o = fx_default_options();
+    o.lease_reads = true;
+    struct raft_membership c = fx_conf(3, 0);
+    fx_init_conf(3, &c, &o);
+    size_t ld = wait_leader();
+    size_t v = ld == 1 ? 2 : 1;
+    fx_crash(v);
+    fx_restart(v);
+    struct raft_status st = fx_status(v);
+    raft_id rival = 6 - ld - v; /* the third of ids 1, 2, 3 */
+    struct raft_msg m = {.type = RAFT_MSG_VOTE, .from = rival, .to = v, .term = st.term + 1,
+                         .index = st.last_index + 5, .log_term = st.last_term + 1};
+    raft_step(FX.node[v].r, &m);
+    cr_assert_eq(fx_status(v).term, st.term, "a voter just started took part in an election");
+    for (int k = 0; k < 10; k++)
+        raft_tick(FX.node[v].r);
+    raft_step(FX.node[v].r, &m);
+    cr_assert_eq(fx_status(v).term, st.term + 1, "the start-up lease never ended");
 }
 
 /* ---- 8. configurations ---- */
@@ -851,9 +917,18 @@ Test(raft, transfer_to_a_lagging_member_catches_it_up_first)
 Test(raft, lone_voter_is_leader_after_its_first_bundle)
 {
     fx_init(1);
+    /* Found by the simulator (seed 2138): a lone voter led its new term
+     * before persisting it, and after a crash led that term again with
+     * another log. It takes office only once the term is durable. */
+    struct lkv_blob *b = lkv_blob_copy("early", 5);
+    uint64_t i0, t0;
+    cr_assert_eq(raft_propose(FX.node[1].r, RAFT_ENTRY_COMMAND, b, &i0, &t0), LKV_ENOTLEADER,
+                 "a lone voter led a term that was not durable yet");
+    lkv_blob_unref(b);
     fx_ready(1);
-    cr_assert_eq(SEEN[1].role, RAFT_LEADER);
     cr_assert(SEEN[1].hs_changed);
+    cr_assert_eq(SEEN[1].n_entries, 0);
+    cr_assert_eq(fx_status(1).role, RAFT_LEADER);
     uint64_t idx = fx_propose(1, "x");
     fx_ready(1);
     cr_assert_eq(fx_status(1).commit, idx, "a lone voter's durable write is committed");

@@ -84,6 +84,12 @@ MUTANTS = {
     "failed_persist_acks": ("raft.c", "        rlog_free_entries(r->committed, r->n_committed);\n        r->committed = NULL;\n        r->n_committed = 0;\n        return;",
                             "        rlog_free_entries(r->committed, r->n_committed);\n        r->committed = NULL;\n        r->n_committed = 0;\n        rlog_stable_all(&r->log);\n        return;",
                             "failed_persist_comes_back_in_the_next_bundle"),
+    "lone_leads_early": ("raft.c", "            r->win_on_persist = true;", "            become_leader(r);",
+                         "lone_voter_is_leader_after_its_first_bundle"),
+    "lease_after_timeout_now": ("readindex.c", "    if (r->lease_void_term == r->term)\n        return false;", "",
+                                "no_lease_reads_after_telling_a_member_to_campaign"),
+    "no_start_lease": ("raft.c", "        r->start_lease = opt->lease_reads;", "        r->start_lease = false;",
+                       "restarted_voter_grants_no_vote_inside_the_start_lease"),
 }
 
 
