@@ -2,7 +2,7 @@
 # the environment; the server listens on 8080 and keeps its state in /app/data.
 FROM debian:bookworm AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends gcc libc6-dev make pkg-config libmicrohttpd-dev \
+ && apt-get install -y --no-install-recommends gcc libc6-dev make pkg-config libmicrohttpd-dev libcurl4-openssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile VERSION ./
@@ -11,7 +11,7 @@ RUN make -j"$(nproc)" all
 
 FROM debian:bookworm
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libmicrohttpd12 iptables iproute2 \
+ && apt-get install -y --no-install-recommends libmicrohttpd12 libcurl4 iptables iproute2 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/build/little-key-value /usr/local/bin/little-key-value
 WORKDIR /app

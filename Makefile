@@ -19,7 +19,8 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 BIN     := $(BUILD)/little-key-value
 
-.PHONY: all setup run test test-only unit integration crash sanitize tsan fuzz bench clean format torture
+.PHONY: all setup run test test-only test-san unit integration crash cluster-test cluster sanitize \
+        tsan fuzz bench clean format torture
 
 all: $(BIN)
 
@@ -65,13 +66,26 @@ run: setup
 test: setup
 	@$(MAKE) --no-print-directory test-only
 
-test-only: unit integration crash
+test-only: unit integration crash cluster-test
+
+# What the sanitizer builds run: everything but the real-process cluster
+# tests (minutes of namespaces under a sanitizer add little there).
+test-san: unit integration crash
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t --jobs 2; done
 
 integration: $(BIN)
 	LKV_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+# Real processes in network namespaces (root; skipped with the reason otherwise).
+cluster-test: $(BIN)
+	LKV_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/cluster
+
+# Three nodes on 127.0.0.1:8081-8083, data in ./data-cluster/n<i>; Ctrl-C stops them.
+cluster: setup
+	@$(MAKE) --no-print-directory all
+	@bash scripts/local-cluster.sh
 
 crash: $(BIN) $(BUILD)/tests/libfaultinject.so
 	LKV_BIN=$(abspath $(BIN)) LKV_FAULT_LIB=$(abspath $(BUILD)/tests/libfaultinject.so) \
@@ -81,12 +95,12 @@ sanitize: setup
 	@LKV_PRELOAD_FIRST=$$($(CC) -print-file-name=libasan.so) \
 	  $(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
-	  test-only
+	  test-san
 
 tsan: setup
 	@LKV_PRELOAD_FIRST=$$($(CC) -print-file-name=libtsan.so) \
 	  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 atexit_sleep_ms=0" $(MAKE) --no-print-directory \
-	  BUILD=build/tsan OPT=-O1 SAN="-fsanitize=thread" UNIT_INC=-Itests/unit/tsan test-only
+	  BUILD=build/tsan OPT=-O1 SAN="-fsanitize=thread" UNIT_INC=-Itests/unit/tsan test-san
 
 fuzz:
 	@bash scripts/setup.sh --with-fuzz
