@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +138,22 @@ static void print_failure(const struct args *a, uint64_t seed, const struct sim_
     fflush(stdout);
 }
 
+/* A core (or the simulator) caught in an endless loop still names its seed. */
+#define SEED_TIMEOUT_S 120
+static volatile sig_atomic_t running_seed_lo, running_seed_hi;
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    char msg[128];
+    uint64_t seed = (uint64_t)running_seed_hi << 32 | (uint32_t)running_seed_lo;
+    int k = snprintf(msg, sizeof msg, "\nSIM FAILURE seed=%" PRIu64 ": no end after %d s (a loop?)\n",
+                     seed, SEED_TIMEOUT_S);
+    if (k > 0 && write(STDERR_FILENO, msg, (size_t)k) < 0)
+        _exit(4);
+    _exit(4);
+}
+
 /* Runs every seed whose position is worker mod jobs. */
 static struct totals run_share(const struct args *a, unsigned worker)
 {
@@ -146,7 +163,11 @@ static struct totals run_share(const struct args *a, unsigned worker)
         struct sim_config cfg = a->cfg;
         cfg.seed = seed;
         struct sim_result r;
+        running_seed_lo = (sig_atomic_t)(uint32_t)seed;
+        running_seed_hi = (sig_atomic_t)(seed >> 32);
+        alarm(SEED_TIMEOUT_S);
         sim_run(&cfg, &r);
+        alarm(0);
         add_result(&t, &r);
         if (r.failed) {
             print_failure(a, seed, &r);
@@ -203,6 +224,7 @@ int main(int argc, char **argv)
 {
     struct args a = parse(argc, argv);
     setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+    signal(SIGALRM, on_alarm);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     struct totals t = a.jobs > 1 ? run_jobs(&a) : run_share(&a, 0);

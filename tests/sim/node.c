@@ -178,6 +178,27 @@ static void send_all(struct sim *s, struct node *n, const struct raft_msg *m, si
     }
 }
 
+/* A leader never changes an entry of its log while it leads (a bundle may
+ * hand the same entries again after a failed persist). */
+static void check_leader_keeps_log(struct sim *s, struct node *n, const struct raft_ready *rd,
+                                   uint64_t term)
+{
+    uint64_t last = rd->entries[rd->n_entries - 1].index;
+    if (last < shadow_last(&n->sh))
+        check_fail(&s->chk, "leader append-only",
+                   "n%llu, leader of term %llu, cuts its log back from %llu to %llu", ULL(n->id),
+                   ULL(term), ULL(shadow_last(&n->sh)), ULL(last));
+    for (size_t i = 0; i < rd->n_entries; i++) {
+        const struct raft_entry *e = &rd->entries[i];
+        const struct shadow_entry *se = shadow_at(&n->sh, e->index);
+        if (se && (se->term != e->term || se->type != e->type ||
+                   se->payload != sm_payload_hash(e)))
+            check_fail(&s->chk, "leader append-only",
+                       "n%llu, leader of term %llu, replaces (index %llu, term %llu) of its log",
+                       ULL(n->id), ULL(term), ULL(e->index), ULL(se->term));
+    }
+}
+
 /* The core's log as this bundle changes it, checked for log matching; a
  * leader of a term is checked for completeness at its first bundle. */
 static void follow_log(struct sim *s, struct node *n, const struct raft_ready *rd, uint64_t term)
@@ -194,10 +215,8 @@ static void follow_log(struct sim *s, struct node *n, const struct raft_ready *r
     }
     if (rd->n_entries) {
         uint64_t from = rd->entries[0].index;
-        if (n->lead_checked == term && n->leading == term && from <= shadow_last(&n->sh))
-            check_fail(&s->chk, "leader append-only",
-                       "n%llu, leader of term %llu, rewrites its log from index %llu (last %llu)",
-                       ULL(n->id), ULL(term), ULL(from), ULL(shadow_last(&n->sh)));
+        if (n->lead_checked == term && n->leading == term)
+            check_leader_keeps_log(s, n, rd, term);
         if (!shadow_append(&n->sh, rd->entries, rd->n_entries))
             check_fail(&s->chk, "ready contract",
                        "n%llu: entries %llu..%llu do not follow its log (%llu..%llu]", ULL(n->id),

@@ -458,8 +458,12 @@ static void act_conf(struct sim *s)
 
 /* ---- the step ---- */
 
+#define MAX_IN_FLIGHT 100000
+
 static void check_step(struct sim *s)
 {
+    if (s->net.n > MAX_IN_FLIGHT)
+        check_fail(&s->chk, "message storm", "%zu messages in flight", s->net.n);
     for (raft_id id = 1; id < SIM_MAX_IDS; id++)
         if (s->nodes[id].state == NODE_UP)
             node_check(s, &s->nodes[id]);
