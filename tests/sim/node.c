@@ -162,6 +162,34 @@ void node_destroy(struct node *n)
     *n = (struct node){.id = id, .state = NODE_GONE};
 }
 
+/* What a message promises must already be on the disk when it leaves: a
+ * granted vote (term and vote durable), an accepted append (the entries it
+ * acknowledges durable). Several inputs may share a bundle, so the disk may
+ * already be in a later term than the message: it then no longer tells. */
+static void check_durable_before_send(struct sim *s, struct node *n, const struct raft_msg *m)
+{
+    struct raft_hard_state hs = memstore_hard_state(n->ms);
+    if (hs.term > m->term)
+        return;
+    if (m->type == RAFT_MSG_VOTE_RESP && !m->reject) {
+        if (hs.term != m->term || hs.vote != m->to)
+            check_fail(&s->chk, "vote durability",
+                       "n%llu grants n%llu its vote in term %llu while its disk says term %llu "
+                       "vote n%llu",
+                       ULL(n->id), ULL(m->to), ULL(m->term), ULL(hs.term), ULL(hs.vote));
+    }
+    if (m->type == RAFT_MSG_APPEND_RESP && !m->reject && m->index >= memstore_first_index(n->ms)) {
+        uint64_t t = 0, chain;
+        bool held = shadow_get(&n->sh, m->index, &t, &chain);
+        if (memstore_last_index(n->ms) < m->index || (held && memstore_term(n->ms, m->index) != t))
+            check_fail(&s->chk, "append durability",
+                       "n%llu acknowledges index %llu (term %llu) to n%llu before it is on its "
+                       "disk (disk log ends at %llu)",
+                       ULL(n->id), ULL(m->index), ULL(t), ULL(m->to),
+                       ULL(memstore_last_index(n->ms)));
+    }
+}
+
 static void send_all(struct sim *s, struct node *n, const struct raft_msg *m, size_t k,
                      const char *when)
 {
@@ -169,6 +197,7 @@ static void send_all(struct sim *s, struct node *n, const struct raft_msg *m, si
         if (m[i].from != n->id || !node_of(s, m[i].to) || m[i].to == n->id)
             check_fail(&s->chk, "message", "n%llu sent a %s from n%llu to n%llu", ULL(n->id),
                        raft_msg_type_name(m[i].type), ULL(m[i].from), ULL(m[i].to));
+        check_durable_before_send(s, n, &m[i]);
         if (s->cfg.verbose) {
             char d[160];
             net_msg_describe(&m[i], d, sizeof d);
@@ -304,6 +333,20 @@ static void take_reads(struct sim *s, struct node *n, const struct raft_ready *r
     n->n_reads = k;
 }
 
+/* On the disk the term never goes back and a vote, once cast, is kept for
+ * the rest of its term. */
+static void check_hard_state(struct sim *s, struct node *n, const struct raft_hard_state *before)
+{
+    struct raft_hard_state hs = memstore_hard_state(n->ms);
+    if (hs.term < before->term)
+        check_fail(&s->chk, "term durability", "n%llu persists term %llu after term %llu",
+                   ULL(n->id), ULL(hs.term), ULL(before->term));
+    if (hs.term == before->term && before->vote != RAFT_NONE && hs.vote != before->vote)
+        check_fail(&s->chk, "one vote per term",
+                   "n%llu persists a vote for n%llu in term %llu, where it voted for n%llu",
+                   ULL(n->id), ULL(hs.vote), ULL(hs.term), ULL(before->vote));
+}
+
 static enum cut pick_cut(struct sim *s, const struct raft_ready *rd)
 {
     if (s->calm || !s->w.crash_in_ready || !rng_chance(&s->rng, s->w.crash_in_ready))
@@ -371,7 +414,9 @@ static bool ready_once(struct sim *s, struct node *n)
         return false; /* the same work comes back: retried at a later step */
     }
     size_t keep = cut == CUT_MID_PERSIST ? (size_t)rng_below(&s->rng, rd.n_entries) : rd.n_entries;
+    struct raft_hard_state before = memstore_hard_state(n->ms);
     memstore_persist(n->ms, &rd, keep);
+    check_hard_state(s, n, &before);
     if (cut != CUT_NONE) {
         node_crash(s, n, cut == CUT_MID_PERSIST ? "mid-persist" : "after persisting");
         return false;
@@ -460,6 +505,9 @@ void node_check(struct sim *s, struct node *n)
     if (n->leading)
         check_leader(&s->chk, st.term, n->id);
     check_note_commit_index(&s->chk, st.commit);
+    if (st.commit > st.last_index)
+        check_fail(&s->chk, "commit beyond log", "n%llu has commit %llu past its last index %llu",
+                   ULL(n->id), ULL(st.commit), ULL(st.last_index));
     if (n->input_since_ready)
         return;
     observe_commit(s, n, st.commit, st.term);
