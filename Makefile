@@ -50,9 +50,13 @@ $(BIN): $(BUILD)/obj/src/main.o $(BUILD)/liblkv.a
 # UNIT_INC puts tests/unit/tsan first under TSan: Criterion 2.4.1 cannot start
 # there (Snaipe/Criterion#274), so the same files run on a small sequential
 # runner with the same API.
+# Extra sources a unit test needs beyond the archive are listed as its
+# prerequisites (the Raft tests drive the core over tests/sim/memstore.c).
+$(BUILD)/tests/test_raft: tests/sim/memstore.c tests/unit/raft_fixture.h
+
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/liblkv.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(UNIT_INC) -Itests/unit $< -o $@ $(LDFLAGS) $(BUILD)/liblkv.a -lcriterion $(MHD_LIBS) -lm
+	$(CC) $(CFLAGS) $(UNIT_INC) -Itests/unit -Itests $< $(filter tests/sim/%.c,$^) -o $@ $(LDFLAGS) $(BUILD)/liblkv.a -lcriterion $(MHD_LIBS) -lm
 
 # The deterministic cluster simulator over the Raft core (tests/sim/README.md).
 $(SIM_BIN): $(SIM_SRC) $(wildcard tests/sim/*.h) $(BUILD)/liblkv.a

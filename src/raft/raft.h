@@ -118,7 +118,7 @@ struct raft_snapshot {
 struct raft_storage {
     void *ctx;
     /* Term of the entry at `index`; the snapshot's index gives the
-     * snapshot's term. Returns 0, LKV_ECOMPACTED (index is before that) or
+     * snapshot's term (index 0, before any entry, has term 0). Returns 0, LKV_ECOMPACTED (index is before that) or
      * LKV_EUNAVAILABLE (after the last entry), or LKV_EIO. */
     int (*term)(void *ctx, uint64_t index, uint64_t *term);
     /* Entries lo..hi-1 (lo <= hi-1 <= last_index), in order, into out
