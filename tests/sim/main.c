@@ -138,24 +138,79 @@ static void print_failure(const struct args *a, uint64_t seed, const struct sim_
     fflush(stdout);
 }
 
-/* A core (or the simulator) caught in an endless loop still names its seed. */
+/* A core (or the simulator) that crashes or loops still names its seed:
+ * the running seed is kept where a signal handler (or the sanitizers'
+ * death callback) can print it. */
 #define SEED_TIMEOUT_S 120
+#define SEED_TIMEOUT_TEXT "120"
 static volatile sig_atomic_t running_seed_lo, running_seed_hi;
+static const char *crash_argv0;
+
+static void say_crash(const char *what)
+{
+    char msg[512];
+    uint64_t seed = (uint64_t)running_seed_hi << 32 | (uint32_t)running_seed_lo;
+    int k = snprintf(msg, sizeof msg,
+                     "\nSIM FAILURE seed=%" PRIu64 ": %s\n  replay: make sim SEED=%" PRIu64
+                     "\n          %s --seed %" PRIu64 " --verbose\n",
+                     seed, what, seed, crash_argv0, seed);
+    if (k > 0 && write(STDERR_FILENO, msg, (size_t)k) < 0)
+        _exit(4);
+}
 
 static void on_alarm(int sig)
 {
     (void)sig;
-    char msg[128];
-    uint64_t seed = (uint64_t)running_seed_hi << 32 | (uint32_t)running_seed_lo;
-    int k = snprintf(msg, sizeof msg, "\nSIM FAILURE seed=%" PRIu64 ": no end after %d s (a loop?)\n",
-                     seed, SEED_TIMEOUT_S);
-    if (k > 0 && write(STDERR_FILENO, msg, (size_t)k) < 0)
-        _exit(4);
+    say_crash("no end after " SEED_TIMEOUT_TEXT " s (a loop?)");
     _exit(4);
 }
 
+static void on_crash(int sig)
+{
+    say_crash(sig == SIGABRT ? "abort (an assertion?)" : "crashed (a signal)");
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+static void on_sanitizer_death(void)
+{
+    say_crash("the sanitizer stopped it (report above)");
+}
+#endif
+
+static void watch_crashes(const char *argv0)
+{
+    crash_argv0 = argv0;
+    signal(SIGALRM, on_alarm);
+    signal(SIGSEGV, on_crash);
+    signal(SIGBUS, on_crash);
+    signal(SIGFPE, on_crash);
+    signal(SIGILL, on_crash);
+    signal(SIGABRT, on_crash);
+#if defined(__SANITIZE_ADDRESS__)
+    __sanitizer_set_death_callback(on_sanitizer_death);
+#endif
+}
+
 /* Runs every seed whose position is worker mod jobs. */
-static struct totals run_share(const struct args *a, unsigned worker)
+/* What a worker tells its parent: each seed as it starts, then its totals.
+ * A worker that dies (even by SIGKILL) is thus known by the seed it ran. */
+struct report {
+    uint32_t done;
+    uint64_t seed;
+    struct totals t;
+};
+
+static void tell(int fd, const struct report *rep)
+{
+    if (fd >= 0 && write(fd, rep, sizeof *rep) != (ssize_t)sizeof *rep)
+        _exit(3);
+}
+
+/* Runs every seed whose position is worker mod jobs. */
+static struct totals run_share(const struct args *a, unsigned worker, int fd)
 {
     struct totals t = {0};
     for (uint64_t i = worker; i < a->seeds; i += a->jobs) {
@@ -163,6 +218,7 @@ static struct totals run_share(const struct args *a, unsigned worker)
         struct sim_config cfg = a->cfg;
         cfg.seed = seed;
         struct sim_result r;
+        tell(fd, &(struct report){.seed = seed});
         running_seed_lo = (sig_atomic_t)(uint32_t)seed;
         running_seed_hi = (sig_atomic_t)(seed >> 32);
         alarm(SEED_TIMEOUT_S);
@@ -175,10 +231,26 @@ static struct totals run_share(const struct args *a, unsigned worker)
                 break;
         }
     }
+    fflush(stdout);
+    tell(fd, &(struct report){.done = 1, .t = t});
     return t;
 }
 
-/* Forks the workers; each sends its totals back through a pipe. */
+/* Reads one worker's reports; false when it never sent its totals. */
+static bool collect(int fd, struct totals *t, uint64_t *last_seed)
+{
+    struct report rep;
+    while (read(fd, &rep, sizeof rep) == (ssize_t)sizeof rep) {
+        if (rep.done) {
+            *t = rep.t;
+            return true;
+        }
+        *last_seed = rep.seed;
+    }
+    return false;
+}
+
+/* Forks the workers; each reports back through a pipe. */
 static struct totals run_jobs(const struct args *a)
 {
     struct totals all = {0};
@@ -198,21 +270,24 @@ static struct totals run_jobs(const struct args *a)
         }
         if (pids[w] == 0) {
             close(p[0]);
-            struct totals t = run_share(a, w);
-            ssize_t k = write(p[1], &t, sizeof t);
-            _exit(k == (ssize_t)sizeof t ? 0 : 3);
+            run_share(a, w, p[1]);
+            _exit(0);
         }
         close(p[1]);
         fds[w] = p[0];
     }
     for (unsigned w = 0; w < a->jobs; w++) {
         struct totals t = {0};
+        uint64_t seed = 0;
         int status = 0;
-        ssize_t k = read(fds[w], &t, sizeof t);
+        bool ok = collect(fds[w], &t, &seed);
         close(fds[w]);
         waitpid(pids[w], &status, 0);
-        if (k != (ssize_t)sizeof t || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-            fprintf(stderr, "sim: worker %u died (status %d)\n", w, status);
+        if (!ok || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            printf("\nSIM FAILURE seed=%" PRIu64 ": worker %u died (status %d)\n"
+                   "  replay: make sim SEED=%" PRIu64 "\n          %s --seed %" PRIu64
+                   " --verbose\n",
+                   seed, w, status, seed, a->argv0, seed);
             t.failed++;
         }
         add_totals(&all, &t);
@@ -224,10 +299,10 @@ int main(int argc, char **argv)
 {
     struct args a = parse(argc, argv);
     setvbuf(stdout, NULL, _IOFBF, 1 << 16);
-    signal(SIGALRM, on_alarm);
+    watch_crashes(argv[0]);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    struct totals t = a.jobs > 1 ? run_jobs(&a) : run_share(&a, 0);
+    struct totals t = a.jobs > 1 ? run_jobs(&a) : run_share(&a, 0, -1);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     printf("sim: %" PRIu64 " seeds from %" PRIu64 " (%" PRIu64 "x3 %" PRIu64 "x5 %" PRIu64
