@@ -126,6 +126,14 @@ bool net_link_up(const struct net *net, raft_id from, raft_id to)
     return !net->cut[from][to];
 }
 
+bool net_reaches(const struct net *net, raft_id to)
+{
+    for (size_t i = 0; i < net->n; i++)
+        if (net->p[i].m.to == to && net_link_up(net, net->p[i].m.from, to))
+            return true;
+    return false;
+}
+
 void net_heal(struct net *net)
 {
     memset(net->cut, 0, sizeof net->cut);

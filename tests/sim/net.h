@@ -56,6 +56,8 @@ bool net_take(struct net *net, struct rng *g, uint64_t now, struct packet *out);
 void net_packet_free(struct packet *p);
 
 bool net_link_up(const struct net *net, raft_id from, raft_id to);
+/* True when a packet in flight to `to` comes over a link that is up. */
+bool net_reaches(const struct net *net, raft_id to);
 void net_heal(struct net *net);
 
 /* Deep copy of a message: entries array, references to the payloads, the

@@ -130,6 +130,7 @@ void node_start(struct sim *s, raft_id id)
     n->inc++;
     n->seen_commit = boot.snap.index;
     n->lead_checked = n->leading = 0;
+    n->lead_commit = n->lead_commit_term = n->iso_since = 0;
     n->input_since_ready = true;
     n->n_reads = 0;
     sim_trace(s, "n%llu start inc=%u term=%llu vote=%llu commit=%llu snap=%llu log=(%llu..%llu]",
@@ -497,6 +498,113 @@ void node_deliver(struct sim *s, struct packet *p)
     }
 }
 
+/* True when n, in its current configuration, is a quorum by itself. */
+static bool quorum_alone(const struct node *n)
+{
+    const struct raft_membership *c = raft_membership_current(n->r);
+    const uint8_t sets[2] = {RAFT_VOTER_IN, RAFT_VOTER_OUT};
+    for (int k = 0; k < 2; k++) {
+        size_t voters = 0;
+        bool self = false;
+        for (size_t i = 0; i < c->n; i++) {
+            voters += (c->m[i].flags & sets[k]) != 0;
+            self |= c->m[i].id == n->id && (c->m[i].flags & sets[k]);
+        }
+        if (voters > 1 || (voters == 1 && !self))
+            return false;
+    }
+    return true;
+}
+
+/* A leader's commit index only moves to an entry that a quorum of its
+ * configuration holds on disk (the leader counting itself only after its
+ * own write, followers acknowledging only after theirs). */
+static void check_commit_durable(struct sim *s, struct node *n, uint64_t commit)
+{
+    uint64_t t, chain;
+    if (commit <= n->sh.base || !shadow_get(&n->sh, commit, &t, &chain))
+        return;
+    const struct raft_membership *c = raft_membership_current(n->r);
+    const uint8_t sets[2] = {RAFT_VOTER_IN, RAFT_VOTER_OUT};
+    for (int k = 0; k < 2; k++) {
+        size_t voters = 0, durable = 0;
+        for (size_t i = 0; i < c->n; i++) {
+            if (!(c->m[i].flags & sets[k]))
+                continue;
+            voters++;
+            const struct node *m = node_of(s, c->m[i].id);
+            durable += m && m->ms &&
+                       (memstore_term(m->ms, commit) == t ||
+                        memstore_snapshot(m->ms)->index > commit);
+        }
+        if (voters && 2 * durable <= voters)
+            check_fail(&s->chk, "commit durability",
+                       "n%llu, leader of term %llu, commits index %llu (term %llu) that only %zu "
+                       "of %zu voters hold on disk",
+                       ULL(n->id), ULL(n->leading), ULL(commit), ULL(t), durable, voters);
+    }
+}
+
+static bool isolated(const struct sim *s, raft_id id)
+{
+    bool others = false;
+    for (raft_id o = 1; o < SIM_MAX_IDS; o++) {
+        enum node_state st = s->nodes[o].state;
+        if (o == id || (st != NODE_UP && st != NODE_DOWN))
+            continue;
+        others = true;
+        if (net_link_up(&s->net, id, o) || net_link_up(&s->net, o, id))
+            return false;
+    }
+    /* a packet from a node decommissioned since may still arrive */
+    return others && !net_reaches(&s->net, id);
+}
+
+/* Cut off from everyone, a node that is no quorum alone cannot win a
+ * pre-vote, so its term stays; a leader there steps down (check-quorum)
+ * within a few election timeouts. */
+static void check_isolated(struct sim *s, struct node *n, const struct raft_status *st)
+{
+    if (!isolated(s, n->id)) {
+        n->iso_since = 0;
+        return;
+    }
+    if (!n->iso_since) {
+        n->iso_since = s->now ? s->now : 1;
+        n->iso_term = st->term;
+        return;
+    }
+    if (quorum_alone(n)) {
+        /* It may win and lead alone: only what follows a change that
+         * ends that counts. */
+        n->iso_since = s->now ? s->now : 1;
+        n->iso_term = st->term;
+        return;
+    }
+    if (s->opt.pre_vote && st->term > n->iso_term)
+        check_fail(&s->chk, "pre-vote",
+                   "n%llu raised its term from %llu to %llu while cut off from every node",
+                   ULL(n->id), ULL(n->iso_term), ULL(st->term));
+    uint64_t limit = 3 * (uint64_t)s->opt.election_ticks;
+    if (s->opt.check_quorum && n->leading && s->now - n->iso_since > limit)
+        check_fail(&s->chk, "check quorum",
+                   "n%llu still leads term %llu after %llu ticks cut off from every node",
+                   ULL(n->id), ULL(n->leading), ULL(s->now - n->iso_since));
+}
+
+static void check_leader_commit(struct sim *s, struct node *n, const struct raft_status *st)
+{
+    if (!n->leading)
+        return;
+    if (n->lead_commit_term != st->term) {
+        n->lead_commit_term = st->term;
+        n->lead_commit = st->commit;
+    } else if (st->commit > n->lead_commit) {
+        check_commit_durable(s, n, st->commit);
+        n->lead_commit = st->commit;
+    }
+}
+
 void node_check(struct sim *s, struct node *n)
 {
     struct raft_status st;
@@ -508,6 +616,8 @@ void node_check(struct sim *s, struct node *n)
     if (st.commit > st.last_index)
         check_fail(&s->chk, "commit beyond log", "n%llu has commit %llu past its last index %llu",
                    ULL(n->id), ULL(st.commit), ULL(st.last_index));
+    check_isolated(s, n, &st);
+    check_leader_commit(s, n, &st);
     if (n->input_since_ready)
         return;
     observe_commit(s, n, st.commit, st.term);

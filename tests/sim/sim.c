@@ -45,6 +45,8 @@ static void draw_weather(struct sim *s)
     w->heal = 8;
     w->compact = rng_chance(g, 700) ? (unsigned)rng_range(g, 2, 20) : 0;
     w->conf = rng_chance(g, 500) ? (unsigned)rng_range(g, 1, 6) : 0;
+    if (w->conf && rng_chance(g, 200))
+        w->conf = (unsigned)rng_range(g, 20, 60); /* membership churn */
     w->transfer = rng_chance(g, 400) ? (unsigned)rng_range(g, 1, 4) : 0;
     w->campaign = rng_chance(g, 300) ? 1 : 0;
     w->propose = (unsigned)rng_range(g, 20, 120);
@@ -119,13 +121,29 @@ static struct node *top_leader(struct sim *s)
     return best;
 }
 
-/* Mostly the newest leader, sometimes any node (stale leaders, followers). */
+/* Any up node that believes it leads, the stale ones included. */
+static struct node *any_leader(struct sim *s)
+{
+    size_t k = 0;
+    for (raft_id id = 1; id < SIM_MAX_IDS; id++)
+        k += s->nodes[id].state == NODE_UP && s->nodes[id].leading;
+    if (k == 0)
+        return NULL;
+    size_t pick = (size_t)rng_below(&s->rng, k);
+    for (raft_id id = 1; id < SIM_MAX_IDS; id++)
+        if (s->nodes[id].state == NODE_UP && s->nodes[id].leading && pick-- == 0)
+            return &s->nodes[id];
+    return NULL;
+}
+
+/* Mostly the newest leader; often any node that believes it leads (a
+ * deposed leader that does not know it yet is where stale reads and lost
+ * writes come from); sometimes any node. */
 static struct node *pick_target(struct sim *s)
 {
-    struct node *l = top_leader(s);
-    if (l && rng_chance(&s->rng, 900))
-        return l;
-    return pick_in_state(s, NODE_UP);
+    uint64_t r = rng_below(&s->rng, 100);
+    struct node *l = r < 60 ? top_leader(s) : r < 90 ? any_leader(s) : NULL;
+    return l ? l : pick_in_state(s, NODE_UP);
 }
 
 static size_t count_dirty(struct sim *s)

@@ -56,6 +56,10 @@ struct node {
     uint64_t seen_commit;     /* commit indexes up to here were checked */
     uint64_t leading;         /* term it leads as last seen, 0 when not leader */
     uint64_t lead_checked;    /* term whose leader completeness was checked */
+    uint64_t lead_commit;     /* commit index last seen while leading `leading` */
+    uint64_t lead_commit_term;
+    uint64_t iso_since;       /* tick it was cut off from every other node (0: it is not) */
+    uint64_t iso_term;        /* its term then */
     struct pending_read *reads;
     size_t n_reads, cap_reads;
 };
