@@ -51,19 +51,29 @@ def run(cmd, timeout=None):
 
 
 def simulate(seeds):
+    """Failing seeds -> invariant, or an error string."""
     b = run(["make", "-s", "WARN=-w", f"BUILD={BUILD}", f"{BUILD}/tests/sim"])
     if b.returncode != 0:
         return "does not build: " + b.stderr[-300:].strip().replace("\n", " ")
     try:
-        t = run([f"{BUILD}/tests/sim", "--seeds", str(seeds), "--jobs", "2"], timeout=900)
+        t = run([f"{BUILD}/tests/sim", "--seeds", str(seeds), "--jobs", "2", "--keep-going"],
+                timeout=1800)
     except subprocess.TimeoutExpired:
         return "timed out"
     out = t.stdout + t.stderr
     fails = re.findall(r"SIM FAILURE seed=(\d+)[^\n]*\n(?:  invariant: ([^\n]*))?", out)
-    if not fails:
+    return {int(seed): inv or "crash" for seed, inv in fails}
+
+
+def describe(result, baseline, seeds):
+    if isinstance(result, str):
+        return result
+    new = {k: v for k, v in result.items() if k not in baseline}
+    if not new:
         return f"not caught in {seeds} seeds"
-    seed, inv = min(fails, key=lambda f: int(f[0]))
-    return f"caught seed={seed} invariant={inv or 'crash'}"
+    first = min(new)
+    kinds = sorted(set(new.values()))
+    return f"caught seed={first} invariant={new[first]} ({len(new)} seeds: {', '.join(kinds)})"
 
 
 def main(argv):
@@ -71,7 +81,12 @@ def main(argv):
     if argv[:1] == ["--seeds"]:
         seeds, argv = int(argv[1]), argv[2:]
     plants = {**unit_mutants(), **OWN}
-    print(f"{'baseline':28s} {simulate(seeds)}", flush=True)
+    baseline = simulate(seeds)
+    if isinstance(baseline, str):
+        print(f"baseline: {baseline}")
+        return 1
+    print(f"{'baseline':28s} {len(baseline)} failing seeds of {seeds}: "
+          f"{sorted(baseline.items())[:8]}", flush=True)
     for name in argv or plants:
         fname, old, new = plants[name]
         path = ROOT / "src" / "raft" / fname
@@ -81,7 +96,7 @@ def main(argv):
             continue
         try:
             path.write_text(orig.replace(old, new))
-            print(f"{name:28s} {simulate(seeds)}", flush=True)
+            print(f"{name:28s} {describe(simulate(seeds), baseline, seeds)}", flush=True)
         finally:
             path.write_text(orig)
     run(["make", "-s", "WARN=-w", f"BUILD={BUILD}", f"{BUILD}/liblkv.a"])
