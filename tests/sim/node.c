@@ -109,6 +109,7 @@ void node_start(struct sim *s, raft_id id)
     if (!n->ms) {
         n->id = id;
         n->ms = memstore_new(&s->initial);
+        n->slow = s->w.drift ? (unsigned)rng_range(&s->rng, 0, s->w.drift) : 0;
     }
     struct raft_boot boot;
     memstore_boot(n->ms, &boot);

@@ -41,6 +41,8 @@ OWN = {
                                "    if (0) {\n        resp.index"),
     "conf_two_at_once": ("conf.c", "if (r->pending_conf_index > r->log.commit || r->confs.n > 1 ||",
                          "if (r->confs.n > 8 ||"),
+    "lease_always": ("readindex.c", "    uint64_t acked = quorum_round((struct raft *)r);\n    if (acked == 0",
+                     "    return true;\n    uint64_t acked = quorum_round((struct raft *)r);\n    if (acked == 0"),
     "read_without_round": ("readindex.c", "        if (lease) {\n            if (push(&r->reads_ready, rq)",
                            "        if (1) {\n            if (push(&r->reads_ready, rq)"),
 }
@@ -87,18 +89,27 @@ def main(argv):
         return 1
     print(f"{'baseline':28s} {len(baseline)} failing seeds of {seeds}: "
           f"{sorted(baseline.items())[:8]}", flush=True)
+    # a+b plants a and b together (e.g. figure8+no_noop: the no-op masks Figure 8)
     for name in argv or plants:
-        fname, old, new = plants[name]
-        path = ROOT / "src" / "raft" / fname
-        orig = path.read_text()
-        if orig.count(old) != 1:
-            print(f"{name:28s} pattern not found exactly once in {fname}", flush=True)
-            continue
+        parts = name.split("+")
+        origs = {}
         try:
-            path.write_text(orig.replace(old, new))
-            print(f"{name:28s} {describe(simulate(seeds), baseline, seeds)}", flush=True)
+            ok = True
+            for part in parts:
+                fname, old, new = plants[part]
+                path = ROOT / "src" / "raft" / fname
+                text = path.read_text()
+                origs.setdefault(path, text)
+                if text.count(old) != 1:
+                    print(f"{name:28s} pattern of {part} not found exactly once in {fname}", flush=True)
+                    ok = False
+                    break
+                path.write_text(text.replace(old, new))
+            if ok:
+                print(f"{name:28s} {describe(simulate(seeds), baseline, seeds)}", flush=True)
         finally:
-            path.write_text(orig)
+            for path, text in origs.items():
+                path.write_text(text)
     run(["make", "-s", "WARN=-w", f"BUILD={BUILD}", f"{BUILD}/liblkv.a"])
     return 0
 

@@ -51,10 +51,18 @@ static void draw_weather(struct sim *s)
     w->campaign = rng_chance(g, 300) ? 1 : 0;
     w->propose = (unsigned)rng_range(g, 20, 120);
     w->read = (unsigned)rng_range(g, 5, 60);
+    if (rng_chance(g, 200))
+        w->read = (unsigned)rng_range(g, 100, 300); /* reads everywhere, stale leaders too */
+    if (rng_chance(g, 150)) { /* leadership storm: short-lived leaders, Figure 8 ground */
+        w->crash = (unsigned)rng_range(g, 15, 40);
+        w->partition = (unsigned)rng_range(g, 15, 40);
+        w->campaign = (unsigned)rng_range(g, 1, 5);
+    }
     w->decommission = 4;
     w->eager_ready = rng_chance(g, 300) ? 1000 : (unsigned)rng_range(g, 300, 950);
     w->disk_full = rng_chance(g, 300) ? (unsigned)rng_range(g, 1, 30) : 0;
     w->retain = rng_range(g, 0, 30);
+    w->drift = rng_chance(g, 500) ? (unsigned)rng_range(g, 10, 150) : 0;
     struct net_weather nw = {
         .drop = rng_chance(g, 700) ? (unsigned)rng_range(g, 0, 150) : 0,
         .dup = rng_chance(g, 500) ? (unsigned)rng_range(g, 0, 100) : 0,
@@ -173,8 +181,8 @@ static void act_tick(struct sim *s)
     sim_trace(s, "tick");
     for (raft_id id = 1; id < SIM_MAX_IDS; id++) {
         struct node *n = &s->nodes[id];
-        if (n->state != NODE_UP)
-            continue;
+        if (n->state != NODE_UP || (n->slow && rng_chance(&s->rng, n->slow)))
+            continue; /* a clock that runs slow (the core's lease allows for T/4) */
         raft_tick(n->r);
         node_after_input(s, n);
     }
@@ -274,7 +282,8 @@ static void act_partition(struct sim *s)
             live[k++] = id;
     if (k < 2)
         return;
-    uint64_t kind = rng_below(&s->rng, 3);
+    struct node *l = top_leader(s);
+    uint64_t kind = rng_below(&s->rng, l ? 4 : 3);
     if (kind == 0) { /* a random split into two sides */
         bool side[SIM_MAX_IDS] = {0};
         for (size_t i = 0; i < k; i++)
@@ -284,12 +293,17 @@ static void act_partition(struct sim *s)
                 if (side[live[i]] != side[live[j]])
                     cut_both(s, live[i], live[j]);
         sim_trace(s, "partition: random split");
-    } else if (kind == 1) { /* one node alone */
-        raft_id a = live[rng_below(&s->rng, k)];
+    } else if (kind == 1) { /* one node alone, often the leader (deposed, it may not know) */
+        raft_id a = l && rng_chance(&s->rng, 500) ? l->id : live[rng_below(&s->rng, k)];
         for (size_t i = 0; i < k; i++)
             if (live[i] != a)
                 cut_both(s, a, live[i]);
         sim_trace(s, "partition: n%llu isolated", ULL(a));
+    } else if (kind == 3) { /* the leader and one follower lose each other */
+        raft_id b = live[rng_below(&s->rng, k)];
+        if (b != l->id)
+            cut_both(s, l->id, b);
+        sim_trace(s, "partition: n%llu <-> n%llu cut", ULL(l->id), ULL(b));
     } else { /* some links lose everything one way */
         size_t links = (size_t)rng_range(&s->rng, 1, k);
         for (size_t i = 0; i < links; i++) {
@@ -650,10 +664,10 @@ static void setup(struct sim *s, const struct sim_config *cfg, struct sim_result
     check_init(&s->chk, &s->fail);
     sim_trace(s,
               "seed %llu: %u nodes, lease_reads=%d max_inflight=%u max_append_bytes=%zu | "
-              "crash=%u in_ready=%u disk_full=%u partition=%u compact=%u retain=%llu conf=%u "
+              "drift<=%u crash=%u in_ready=%u disk_full=%u partition=%u compact=%u retain=%llu conf=%u "
               "transfer=%u eager=%u | drop=%u dup=%u slow=%u delay<=%u",
               ULL(cfg->seed), n, s->opt.lease_reads, s->opt.max_inflight, s->opt.max_append_bytes,
-              s->w.crash, s->w.crash_in_ready, s->w.disk_full, s->w.partition, s->w.compact,
+              s->w.drift, s->w.crash, s->w.crash_in_ready, s->w.disk_full, s->w.partition, s->w.compact,
               ULL(s->w.retain), s->w.conf, s->w.transfer, s->w.eager_ready, s->net.w.drop,
               s->net.w.dup, s->net.w.slow, s->net.w.delay_max);
 }

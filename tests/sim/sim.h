@@ -48,6 +48,7 @@ struct node {
     raft_id id;
     enum node_state state;
     unsigned inc;             /* incarnation: bumped at every start */
+    unsigned slow;            /* per mille of ticks its clock misses (drift) */
     struct raft *r;           /* NULL unless UP */
     struct memstore *ms;      /* the disk; survives crashes */
     struct sm sm;             /* volatile */
@@ -73,6 +74,7 @@ struct weather {
     unsigned crash_in_ready;  /* chance that a ready bundle is cut short by a crash */
     unsigned disk_full;       /* chance that a persist fails with ENOSPC */
     uint64_t retain;          /* trailing log window kept at compaction */
+    unsigned drift;           /* a node's clock misses up to this per mille of ticks */
 };
 
 #define SIM_MAX_IDS NET_MAX_IDS
