@@ -25,9 +25,9 @@ SIM_BIN := $(BUILD)/tests/sim
 # SIM_SEEDS. Both split the seeds over SIM_JOBS processes.
 SEEDS     ?= 2000
 SIM_START ?= 1
-SIM_SEEDS ?= 4000
+SIM_SEEDS ?= 8000
 SIM_JOBS  ?= 2
-SIM_SAN_SEEDS ?= 400
+SIM_SAN_SEEDS ?= 2000
 SIM_ARGS  ?=
 
 .PHONY: all setup run test test-only unit integration crash sim sim-test sim-asan sanitize tsan fuzz bench clean \
