@@ -11,7 +11,7 @@ WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Werror
 CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -pthread $(WARN) $(SAN) \
            -Isrc -DLKV_VERSION='"$(VERSION)"' $(EXTRA_CFLAGS)
 LDFLAGS := -pthread $(SAN) $(EXTRA_LDFLAGS)
-MHD_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
+MHD_LIBS := $(shell pkg-config --libs libmicrohttpd libcurl 2>/dev/null || echo -lmicrohttpd -lcurl)
 
 LIB_SRC := $(filter-out src/main.c,$(shell find src -name '*.c' | sort))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)

@@ -7,6 +7,7 @@ need=(gcc make pkg-config libmicrohttpd-dev libcriterion-dev python3-pytest)
 case "${1:-}" in
   --with-fuzz) need+=(clang libclang-rt-14-dev) ;;
   --with-bench) need+=(wrk redis-server redis-tools etcd-server etcd-client curl) ;;
+  --with-cluster) need+=(iproute2 iptables) ;;  # tests/cluster: ip netns, veth, bridge, iptables
   "") ;;
   *) echo "setup.sh: unknown argument $1" >&2; exit 2 ;;
 esac

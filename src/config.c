@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum opt_kind { OPT_STR, OPT_UINT, OPT_SIZE, OPT_FLAG };
+enum opt_kind { OPT_STR, OPT_UINT, OPT_SIZE, OPT_FLAG, OPT_BOOL };
 
 struct opt {
     const char *name;   /* without the leading "--" */
@@ -29,7 +29,26 @@ static const struct opt opts[] = {
     {"working-dir", OPT_STR, offsetof(struct config, data_dir),
      sizeof(((struct config *)0)->data_dir), 0, 0, "./data",
      "directory for all durable state, created if missing (env DATA_DIR)"},
-    STR(peers, "", "cluster members, comma-separated (env PEERS); not supported yet"),
+    STR(addr, "", "this node's host:port in the cluster, as peers and clients reach it "
+                  "(env ADDR) [127.0.0.1:<port>]"),
+    STR(peers, "", "the other members, host:port comma-separated (env PEERS); read only "
+                   "when the data directory is new"),
+    {"join", OPT_BOOL, offsetof(struct config, join), 0, 0, 1, NULL,
+     "start empty and wait to be added to a running cluster (env JOIN=1)"},
+    NUM("election-timeout-ms", OPT_UINT, election_timeout_ms, 20, 60000, "500",
+        "election timeout T: each one is drawn from [T, 2T)"),
+    NUM("heartbeat-ms", OPT_UINT, heartbeat_ms, 5, 30000, "100",
+        "leader heartbeat interval, below the election timeout"),
+    {"read-mode", OPT_STR, offsetof(struct config, read_mode),
+     sizeof(((struct config *)0)->read_mode), 0, 0, "index",
+     "linearizable reads on the leader: index (ReadIndex) or lease"},
+    {"cluster-secret", OPT_STR, offsetof(struct config, cluster_secret),
+     sizeof(((struct config *)0)->cluster_secret), 0, 0, "",
+     "shared secret node-to-node messages must carry (env CLUSTER_SECRET)"},
+    NUM("join-timeout", OPT_UINT, join_timeout_s, 1, 86400, "60",
+        "seconds a new member has to catch up before it is promoted"),
+    NUM("log-retain", OPT_UINT, log_retain, 0, (uint64_t)1 << 32, "10000",
+        "log entries kept after a checkpoint, so slow followers catch up from the log"),
     NUM("threads", OPT_UINT, threads, 0, 256, "0", "HTTP worker threads, 0 = one per core"),
     NUM("max-connections", OPT_UINT, max_connections, 16, 1000000, "16000",
         "concurrent connections (bounded by the open-files limit)"),
@@ -141,12 +160,108 @@ static void print_help(FILE *out)
                  "A durable HTTP key-value store. Options take '--opt value' or '--opt=value'.\n\n");
     for (size_t i = 0; i < NOPTS; i++) {
         char left[48];
-        snprintf(left, sizeof left, "--%s%s", opts[i].name, opts[i].kind == OPT_FLAG ? "" : " V");
+        bool bare = opts[i].kind == OPT_FLAG || opts[i].kind == OPT_BOOL;
+        snprintf(left, sizeof left, "--%s%s", opts[i].name, bare ? "" : " V");
         fprintf(out, "  %-22s %s", left, opts[i].help);
         if (opts[i].def && opts[i].def[0])
             fprintf(out, " [%s]", opts[i].def);
         fputc('\n', out);
     }
+}
+
+/* host:port, host a name or IPv4 address (letters, digits, '.', '-', '_')
+ * or a bracketed IPv6 address, port 1..65535; short enough to be a member
+ * address. Sets *port. */
+static bool valid_hostport(const char *s, uint64_t *port)
+{
+    size_t n = strlen(s);
+    const char *colon = strrchr(s, ':');
+    if (n == 0 || n >= 128 || !colon || colon == s)
+        return false;
+    if (!parse_number(colon + 1, false, port) || *port < 1 || *port > 65535)
+        return false;
+    if (s[0] == '[') {
+        if (colon[-1] != ']' || colon - s < 3)
+            return false;
+        for (const char *p = s + 1; p < colon - 1; p++) {
+            if (!strchr("0123456789abcdefABCDEF:.", *p))
+                return false;
+        }
+        return true;
+    }
+    for (const char *p = s; p < colon; p++) {
+        char ch = *p;
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '-' || ch == '_'))
+            return false;
+    }
+    return true;
+}
+
+/* Splits --peers into c->peer[]: trimmed, validated, no duplicates, and
+ * without this node's own address (a list that names everyone works too). */
+static bool parse_peers(struct config *c, char *err, size_t errlen)
+{
+    c->npeers = 0;
+    const char *p = c->peers;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        if (!*p)
+            break;
+        const char *end = p;
+        while (*end && *end != ',' && *end != ' ')
+            end++;
+        char one[128];
+        size_t len = (size_t)(end - p);
+        uint64_t port;
+        char q[64];
+        if (len >= sizeof one) {
+            snprintf(err, errlen, "--peers/PEERS: address too long: '%s'", shown(p, len, q));
+            return false;
+        }
+        memcpy(one, p, len);
+        one[len] = '\0';
+        if (!valid_hostport(one, &port)) {
+            snprintf(err, errlen, "--peers/PEERS: invalid address '%s' (expected host:port)",
+                     shown(one, SIZE_MAX, q));
+            return false;
+        }
+        bool dup = strcmp(one, c->addr) == 0;
+        for (size_t i = 0; i < c->npeers; i++)
+            dup = dup || strcmp(one, c->peer[i]) == 0;
+        if (!dup) {
+            if (c->npeers == sizeof c->peer / sizeof c->peer[0]) {
+                snprintf(err, errlen, "--peers/PEERS: at most %zu other members",
+                         sizeof c->peer / sizeof c->peer[0]);
+                return false;
+            }
+            memcpy(c->peer[c->npeers++], one, len + 1);
+        }
+        p = end;
+    }
+    return true;
+}
+
+/* The identity and listening port: --addr (or ADDR) names this node; its
+ * port is the one listened on unless --port was given. */
+static bool settle_addr(struct config *c, bool port_flag, bool addr_flag, char *err,
+                        size_t errlen)
+{
+    if (!c->addr[0]) {
+        snprintf(c->addr, sizeof c->addr, "127.0.0.1:%llu", (unsigned long long)c->port);
+        return true;
+    }
+    uint64_t port;
+    if (!valid_hostport(c->addr, &port)) {
+        char q[64];
+        snprintf(err, errlen, "--addr: invalid value '%s' (expected host:port)",
+                 shown(c->addr, SIZE_MAX, q));
+        return false;
+    }
+    if (addr_flag && !port_flag)
+        c->port = port;
+    return true;
 }
 
 static bool apply_env(struct config *c, config_getenv_fn getenv_fn, char *err, size_t errlen)
@@ -155,9 +270,8 @@ static bool apply_env(struct config *c, config_getenv_fn getenv_fn, char *err, s
         return true;
     const char *addr = getenv_fn("ADDR");
     if (addr && *addr) {
-        const char *colon = strrchr(addr, ':');
         uint64_t port;
-        if (!colon || !parse_number(colon + 1, false, &port) || port < 1 || port > 65535) {
+        if (!valid_hostport(addr, &port) || !set_opt(c, find_opt("addr", 4), addr, err, errlen)) {
             char q[64];
             snprintf(err, errlen, "ADDR: invalid value '%s' (expected host:port)",
                      shown(addr, SIZE_MAX, q));
@@ -165,6 +279,12 @@ static bool apply_env(struct config *c, config_getenv_fn getenv_fn, char *err, s
         }
         c->port = port;
     }
+    const char *join = getenv_fn("JOIN");
+    if (join && *join)
+        c->join = strcmp(join, "0") != 0 && strcmp(join, "false") != 0 && strcmp(join, "no") != 0;
+    const char *secret = getenv_fn("CLUSTER_SECRET");
+    if (secret && !set_opt(c, find_opt("cluster-secret", 14), secret, err, errlen))
+        return false;
     const char *dir = getenv_fn("DATA_DIR");
     if (dir && *dir && !set_opt(c, find_opt("working-dir", 11), dir, err, errlen))
         return false;
@@ -186,6 +306,7 @@ enum config_status config_parse(struct config *c, int argc, char *const argv[],
     if (!apply_env(c, getenv_fn, err, errlen))
         return CONFIG_ERROR;
 
+    bool port_flag = false, addr_flag = false;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
@@ -203,6 +324,17 @@ enum config_status config_parse(struct config *c, int argc, char *const argv[],
             snprintf(err, errlen, "unknown option '--%s' (see --help)", shown(name, nlen, q));
             return CONFIG_ERROR;
         }
+        if (o->kind == OPT_BOOL) {
+            if (eq) {
+                snprintf(err, errlen, "--%s takes no value", o->name);
+                return CONFIG_ERROR;
+            }
+            uint64_t one = 1;
+            memcpy((char *)c + o->offset, &one, sizeof one);
+            continue;
+        }
+        port_flag = port_flag || o->offset == offsetof(struct config, port);
+        addr_flag = addr_flag || o->offset == offsetof(struct config, addr);
         if (o->kind == OPT_FLAG) {
             if (eq) {
                 snprintf(err, errlen, "--%s takes no value", o->name);
@@ -226,10 +358,16 @@ enum config_status config_parse(struct config *c, int argc, char *const argv[],
             return CONFIG_ERROR;
     }
     char q[64];
-    if (c->peers[0] != '\0') {
-        snprintf(err, errlen, "--peers/PEERS: clustering is not supported yet "
-                              "(got '%s'); run with an empty peer list",
-                 shown(c->peers, SIZE_MAX, q));
+    if (!settle_addr(c, port_flag, addr_flag, err, errlen) || !parse_peers(c, err, errlen))
+        return CONFIG_ERROR;
+    if (c->heartbeat_ms >= c->election_timeout_ms) {
+        snprintf(err, errlen, "--heartbeat-ms: %llu must be below --election-timeout-ms (%llu)",
+                 (unsigned long long)c->heartbeat_ms, (unsigned long long)c->election_timeout_ms);
+        return CONFIG_ERROR;
+    }
+    if (strcmp(c->read_mode, "index") != 0 && strcmp(c->read_mode, "lease") != 0) {
+        snprintf(err, errlen, "--read-mode: invalid value '%s' (expected index or lease)",
+                 shown(c->read_mode, SIZE_MAX, q));
         return CONFIG_ERROR;
     }
     static const char *const levels[] = {"error", "warn", "info", "debug"};

@@ -10,7 +10,17 @@ struct config {
     char bind[64];
     uint64_t port;
     char data_dir[4096];
-    char peers[4096];
+    char addr[128];              /* this node's identity, host:port (default 127.0.0.1:<port>) */
+    char peers[4096];            /* as given; parsed into peer[] */
+    size_t npeers;
+    char peer[15][128];          /* the other members, host:port, no duplicates, not addr */
+    uint64_t join;               /* 1: start empty and wait to be added */
+    uint64_t election_timeout_ms;
+    uint64_t heartbeat_ms;
+    char read_mode[8];           /* "index" (ReadIndex) or "lease" */
+    char cluster_secret[256];
+    uint64_t join_timeout_s;
+    uint64_t log_retain;         /* log entries kept after a checkpoint, for slow followers */
     uint64_t threads;            /* HTTP worker threads; 0 = one per core */
     uint64_t max_connections;
     uint64_t max_key_bytes;

@@ -139,8 +139,14 @@ int main(int argc, char **argv)
     if (reclaim_start() != 0)
         LOG_WARN("event=reclaim_thread_failed effect=\"files are freed synchronously\"");
 
+    struct stats *stats = stats_new();
+    if (!stats) {
+        fprintf(stderr, "little-key-value: %s\n", lkv_strerror(LKV_ENOMEM));
+        return EXIT_FAILURE;
+    }
     struct store *store;
     struct store_config scfg = {.dir = cfg.data_dir,
+                                .stats = stats,
                                 .checkpoint_bytes = cfg.checkpoint_bytes,
                                 .max_memory = cfg.max_memory,
                                 .on_fatal = on_fatal};
@@ -160,6 +166,7 @@ int main(int argc, char **argv)
         .max_header_bytes = cfg.max_header_bytes,
         .idle_timeout_s = (unsigned)cfg.idle_timeout_s,
         .request_timeout_s = (unsigned)cfg.request_timeout_s,
+        .stats = stats,
     };
     /* Logged before the port opens, so that anyone who sees the port
      * accept connections also finds this line. */
@@ -189,7 +196,8 @@ int main(int argc, char **argv)
     http_server_stop(http);
     store_free(store);
     reclaim_stop();
-    stats_log_summary();
+    stats_log_summary(stats);
+    stats_free(stats);
     int code = (reason < 0 || rc != 0) ? EXIT_FAILURE : EXIT_SUCCESS;
     LOG_INFO("event=stop exit_code=%d", code);
     return code;

@@ -1,542 +1,25 @@
 #include "store.h"
 
-#include "kv/kv_cmd.h"
-#include "snap/snap.h"
-#include "util/clock.h"
+#include "node/apply.h"
+#include "node/loop.h"
+#include "node/recover.h"
 #include "util/err.h"
-#include "util/log.h"
-#include "wal/meta.h"
 #include "wal/wal.h"
 
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 
-/* A batch stops growing past this many payload bytes, so one huge value
- * cannot hold many small writes behind a long write. */
-#define BATCH_MAX_BYTES (4u << 20)
-#define SEGMENT_BYTES (64u << 20)
-/* How often an idle writer wakes to feed a running checkpoint. */
-#define CHECKPOINT_POLL_NS (1000000L)
-/* Pieces (about 256 KiB each) fed to a checkpoint after each batch: small,
- * so a busy writer delays the next batch by well under a millisecond. */
-#define FEED_PER_BATCH 1
-#define FEED_WHEN_IDLE 4
-
+/* The parts, each with its own owner thread: the map is read by any thread
+ * and written by the loop thread only (recovery's, before it starts); apply
+ * and the log belong to the loop thread once it runs. The store owns them
+ * all and frees them after the loop has stopped. */
 struct store {
     struct store_config cfg;
-    const struct io_ops *io;
     struct kv_map *map;
+    struct apply *apply;
     struct wal *wal;
-
-    pthread_mutex_t lock; /* guards queue_head/queue_tail/stopping */
-    pthread_cond_t wake;
-    struct store_req *queue_head;
-    struct store_req *queue_tail;
-    bool stopping;
-
-    pthread_t writer;
-    int failed; /* first fatal error; the writer's, read by others after join */
-    atomic_uint_fast64_t log_bytes;  /* copies of the writer's view, for /stats */
-    atomic_uint_fast64_t last_index;
-    bool enospc_logged;
-
-    /* writer-thread state */
-    struct wal_entry *entries;
-    struct iovec *iov;
-    uint8_t (*prefixes)[KV_CMD_PREFIX_MAX];
-    size_t scratch_cap;
-    struct snap_job *job;
-    uint64_t snap_index;         /* index of the newest durable snapshot */
-    uint64_t checkpoint_at;      /* log size that triggers the next checkpoint */
+    struct loop *loop;
 };
-
-static uint64_t req_bytes(const struct store_req *r)
-{
-    switch (r->op) {
-    case STORE_PUT: return kv_entry_klen(r->entry) + kv_entry_vlen(r->entry);
-    case STORE_DELETE: return r->klen;
-    default: return 0;
-    }
-}
-
-/* Takes the oldest queued writes, up to BATCH_MAX_BYTES (at least one).
- * Waits while the queue is empty; returns NULL once stopping and drained,
- * or after a poll interval when `poll` is set. */
-static struct store_req *take_batch(struct store *s, bool poll)
-{
-    pthread_mutex_lock(&s->lock);
-    if (poll && !s->queue_head && !s->stopping) {
-        struct timespec ts = clock_realtime_after(CHECKPOINT_POLL_NS);
-        pthread_cond_timedwait(&s->wake, &s->lock, &ts);
-    }
-    while (!poll && !s->queue_head && !s->stopping)
-        pthread_cond_wait(&s->wake, &s->lock);
-    struct store_req *batch = s->queue_head, *last = batch;
-    uint64_t bytes = batch ? req_bytes(batch) : 0;
-    while (last && last->next && bytes + req_bytes(last->next) <= BATCH_MAX_BYTES) {
-        last = last->next;
-        bytes += req_bytes(last);
-    }
-    if (last) {
-        s->queue_head = last->next;
-        if (!s->queue_head)
-            s->queue_tail = NULL;
-        last->next = NULL;
-    }
-    pthread_mutex_unlock(&s->lock);
-    return batch;
-}
-
-static void complete_one(struct store_req *r, int status)
-{
-    if (r->entry) {
-        kv_entry_unref(r->entry);
-        r->entry = NULL;
-    }
-    r->done_cb(r, status);
-}
-
-static void complete_batch(struct store_req *batch, int status)
-{
-    while (batch) {
-        struct store_req *next = batch->next;
-        complete_one(batch, status);
-        batch = next;
-    }
-}
-
-/* Refuses (507) the puts that would take the map past --max-memory. */
-static struct store_req *refuse_over_limit(struct store *s, struct store_req *batch)
-{
-    if (s->cfg.max_memory == 0)
-        return batch;
-    uint64_t used = kv_map_bytes(s->map);
-    struct store_req *keep = NULL, **tail = &keep;
-    while (batch) {
-        struct store_req *next = batch->next;
-        batch->next = NULL;
-        uint64_t add = 0;
-        if (batch->op == STORE_PUT) {
-            /* replacing a value frees the old one: count only the growth */
-            struct kv_entry *old = kv_map_get(s->map, kv_entry_key(batch->entry),
-                                              kv_entry_klen(batch->entry));
-            uint64_t was = old ? kv_entry_klen(old) + kv_entry_vlen(old) : 0;
-            if (old)
-                kv_entry_unref(old);
-            add = req_bytes(batch) > was ? req_bytes(batch) - was : 0;
-        }
-        if (add && used + add > s->cfg.max_memory) {
-            complete_one(batch, LKV_EMEMLIMIT);
-        } else {
-            used += add;
-            *tail = batch;
-            tail = &batch->next;
-        }
-        batch = next;
-    }
-    return keep;
-}
-
-static void apply_put(struct kv_map *m, struct kv_entry *e)
-{
-    kv_map_put_locked(m, e); /* ENOMEM only slows the map down */
-}
-
-/* Applies a durable batch to the map, in log order, under one write lock. */
-static void apply_batch(struct store *s, struct store_req *batch)
-{
-    struct kv_detached *cleared = NULL;
-    kv_map_write_lock(s->map);
-    for (struct store_req *r = batch; r; r = r->next) {
-        switch (r->op) {
-        case STORE_PUT:
-            apply_put(s->map, r->entry);
-            r->entry = NULL; /* the map owns it now */
-            break;
-        case STORE_DELETE:
-            kv_map_delete_locked(s->map, r->key, r->klen);
-            break;
-        case STORE_CLEAR:
-            /* a later clear in the same batch supersedes the earlier one */
-            kv_map_write_unlock(s->map);
-            kv_detached_free(cleared);
-            kv_map_write_lock(s->map);
-            cleared = kv_map_clear_locked(s->map);
-            break;
-        }
-    }
-    kv_map_write_unlock(s->map);
-    kv_detached_free(cleared);
-}
-
-static int grow_scratch(struct store *s, size_t n)
-{
-    if (n <= s->scratch_cap)
-        return 0;
-    size_t cap = s->scratch_cap ? s->scratch_cap : 64;
-    while (cap < n)
-        cap *= 2;
-    struct wal_entry *e = realloc(s->entries, cap * sizeof *e);
-    if (e)
-        s->entries = e;
-    struct iovec *iov = realloc(s->iov, 3 * cap * sizeof *iov);
-    if (iov)
-        s->iov = iov;
-    uint8_t(*p)[KV_CMD_PREFIX_MAX] = realloc(s->prefixes, cap * sizeof *p);
-    if (p)
-        s->prefixes = p;
-    if (!e || !iov || !p)
-        return LKV_ENOMEM;
-    s->scratch_cap = cap;
-    return 0;
-}
-
-/* Describes each request as a log record: [op, klen][key][value], pointing
- * at the request's own bytes (no copy). Returns the count. */
-static size_t frame_requests(struct store *s, struct store_req *batch, uint64_t *bytes)
-{
-    size_t n = 0;
-    *bytes = 0;
-    for (struct store_req *r = batch; r; r = r->next, n++) {
-        struct iovec *iov = &s->iov[3 * n];
-        uint8_t op = r->op == STORE_PUT ? KV_OP_SET : r->op == STORE_DELETE ? KV_OP_DELETE
-                                                                          : KV_OP_CLEAR;
-        const char *key = r->op == STORE_PUT ? kv_entry_key(r->entry) : r->key;
-        size_t klen = r->op == STORE_PUT ? kv_entry_klen(r->entry) : r->klen;
-        size_t plen = kv_cmd_encode_prefix(s->prefixes[n], op, klen);
-        int cnt = 0;
-        iov[cnt++] = (struct iovec){s->prefixes[n], plen};
-        if (r->op != STORE_CLEAR)
-            iov[cnt++] = (struct iovec){(void *)key, klen};
-        if (r->op == STORE_PUT)
-            iov[cnt++] = (struct iovec){(void *)kv_entry_value(r->entry), kv_entry_vlen(r->entry)};
-        s->entries[n] = (struct wal_entry){.type = WAL_REC_COMMAND, .term = 0, .iov = iov,
-                                           .iovcnt = cnt};
-        *bytes += WAL_REC_HDR_SIZE;
-        for (int i = 0; i < cnt; i++)
-            *bytes += iov[i].iov_len;
-    }
-    return n;
-}
-
-static void fail_fatal(struct store *s, int rc)
-{
-    if (s->failed)
-        return;
-    s->failed = rc == LKV_EFATAL ? LKV_EFATAL : rc;
-    if (s->cfg.on_fatal)
-        s->cfg.on_fatal(s->failed);
-}
-
-/* The durability order, top to bottom: write, fdatasync, publish, reply. */
-static void commit_batch(struct store *s, struct store_req *batch)
-{
-    batch = refuse_over_limit(s, batch);
-    if (!batch)
-        return;
-    if (s->failed) {
-        complete_batch(batch, LKV_EFATAL);
-        return;
-    }
-    size_t n = 0;
-    for (struct store_req *r = batch; r; r = r->next)
-        n++;
-    if (grow_scratch(s, n) != 0) {
-        complete_batch(batch, LKV_ENOMEM);
-        return;
-    }
-    uint64_t bytes;
-    frame_requests(s, batch, &bytes);
-    uint64_t first;
-    int rc = wal_append(s->wal, s->entries, n, &first);
-    if (rc == 0) {
-        stats_record_batch(n, bytes, wal_last_sync_ns(s->wal) / 1000);
-        s->enospc_logged = false;
-        apply_batch(s, batch);
-        complete_batch(batch, 0);
-        return;
-    }
-    if (rc == LKV_ENOSPC) {
-        if (!s->enospc_logged)
-            LOG_WARN("event=disk_full action=refusing_writes records=%zu", n);
-        s->enospc_logged = true;
-        complete_batch(batch, LKV_ENOSPC);
-        return;
-    }
-    LOG_ERROR("event=log_write_failed error=\"%s\" records=%zu", lkv_strerror(rc), n);
-    complete_batch(batch, LKV_EFATAL);
-    fail_fatal(s, rc);
-}
-
-static uint64_t file_size(const char *dir, uint64_t index)
-{
-    char path[4200];
-    struct stat st;
-    snprintf(path, sizeof path, "%s/snap-%020" PRIu64 ".snap", dir, index);
-    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
-}
-
-/* A snapshot for `index` is durable: older snapshots and the log it covers
- * can go. */
-static void checkpoint_done(struct store *s, uint64_t index, uint64_t started_ns)
-{
-    s->snap_index = index;
-    snap_remove_older(s->cfg.dir, s->io, index);
-    wal_drop_prefix(s->wal, index);
-    s->checkpoint_at = wal_size_bytes(s->wal) + s->cfg.checkpoint_bytes;
-    uint64_t took_us = (clock_now_ns() - started_ns) / 1000;
-    uint64_t size = file_size(s->cfg.dir, index);
-    stats_record_checkpoint(took_us, index, size);
-    LOG_INFO("event=checkpoint_done index=%" PRIu64 " keys=%" PRIu64 " bytes=%" PRIu64
-             " duration_ms=%" PRIu64 " log_bytes=%" PRIu64,
-             index, kv_map_count(s->map), size, took_us / 1000, wal_size_bytes(s->wal));
-}
-
-static void reap_checkpoint(struct store *s, bool wait)
-{
-    int result;
-    if (!s->job || !snap_poll(s->job, wait, &result))
-        return;
-    if (result == 0) {
-        checkpoint_done(s, snap_job_index(s->job), snap_job_started_ns(s->job));
-    } else {
-        /* The old snapshot and the whole log are still there; try again
-         * after the log has grown some more (at once after a clear). */
-        s->checkpoint_at = wal_size_bytes(s->wal) +
-                           (result == LKV_ERESTART ? 0 : s->cfg.checkpoint_bytes);
-        LOG_WARN("event=checkpoint_failed index=%" PRIu64 " error=\"%s\"",
-                 snap_job_index(s->job), lkv_strerror(result));
-    }
-    snap_job_free(s->job);
-    s->job = NULL;
-}
-
-static void maybe_checkpoint(struct store *s)
-{
-    reap_checkpoint(s, false);
-    uint64_t last = wal_last_index(s->wal);
-    if (s->job || s->failed || wal_size_bytes(s->wal) < s->checkpoint_at || last <= s->snap_index)
-        return;
-    /* New records go to a fresh segment, so that every segment before it is
-     * covered by this snapshot and can be deleted whole. */
-    if (wal_rotate(s->wal) != 0)
-        return;
-    uint64_t t0 = clock_now_ns();
-    int rc = snap_start(s->cfg.dir, s->io, s->map, last, 0, &s->job);
-    if (rc != 0) {
-        LOG_WARN("event=checkpoint_start_failed error=\"%s\"", lkv_strerror(rc));
-        s->checkpoint_at = wal_size_bytes(s->wal) + s->cfg.checkpoint_bytes;
-        return;
-    }
-    LOG_INFO("event=checkpoint_start index=%" PRIu64 " keys=%" PRIu64 " start_us=%" PRIu64, last,
-             kv_map_count(s->map), (clock_now_ns() - t0) / 1000);
-}
-
-/* At shutdown the map is quiet, so the last checkpoint is written in
- * process, and the next start loads it instead of replaying the log. */
-static void final_checkpoint(struct store *s)
-{
-    reap_checkpoint(s, true);
-    uint64_t last = wal_last_index(s->wal);
-    if (s->failed || last <= s->snap_index)
-        return;
-    uint64_t t0 = clock_now_ns();
-    struct snap_info info;
-    char err[512];
-    if (wal_rotate(s->wal) != 0 ||
-        snap_write(s->cfg.dir, s->io, s->map, last, 0, &info, err, sizeof err) != 0) {
-        LOG_WARN("event=checkpoint_failed index=%" PRIu64 " error=\"%s\"", last, err);
-        return;
-    }
-    checkpoint_done(s, last, t0);
-}
-
-static void publish_gauges(struct store *s)
-{
-    atomic_store(&s->log_bytes, wal_size_bytes(s->wal));
-    atomic_store(&s->last_index, wal_last_index(s->wal));
-}
-
-static void *writer_main(void *arg)
-{
-    struct store *s = arg;
-    for (;;) {
-        struct store_req *batch = take_batch(s, s->job != NULL);
-        if (batch) {
-            commit_batch(s, batch);
-            publish_gauges(s);
-        } else {
-            pthread_mutex_lock(&s->lock);
-            bool done = s->stopping && !s->queue_head;
-            pthread_mutex_unlock(&s->lock);
-            if (done)
-                break;
-        }
-        maybe_checkpoint(s);
-        if (s->job)
-            snap_feed(s->job, batch ? FEED_PER_BATCH : FEED_WHEN_IDLE);
-    }
-    final_checkpoint(s);
-    publish_gauges(s);
-    return NULL;
-}
-
-/* Recovery inserts go through a short queue: each entry's bucket is
- * prefetched when it joins, and it is put when it leaves, by which time the
- * bucket is in cache. Order is kept: deletes and clears flush it first. */
-#define LOAD_AHEAD 8
-
-struct loader {
-    struct store *s;
-    struct kv_entry *q[LOAD_AHEAD];
-    size_t head, n;
-};
-
-static void loader_flush(struct loader *ld)
-{
-    while (ld->n > 0) {
-        apply_put(ld->s->map, ld->q[ld->head]);
-        ld->head = (ld->head + 1) % LOAD_AHEAD;
-        ld->n--;
-    }
-}
-
-static int loader_put(struct loader *ld, const char *key, size_t klen, const char *value,
-                      size_t vlen)
-{
-    struct kv_entry *e = kv_entry_new(key, klen, vlen);
-    if (!e)
-        return LKV_ENOMEM;
-    memcpy(kv_entry_value_mut(e), value, vlen);
-    kv_map_prefetch(ld->s->map, e);
-    if (ld->n == LOAD_AHEAD) {
-        apply_put(ld->s->map, ld->q[ld->head]);
-        ld->head = (ld->head + 1) % LOAD_AHEAD;
-        ld->n--;
-    }
-    ld->q[(ld->head + ld->n) % LOAD_AHEAD] = e;
-    ld->n++;
-    return 0;
-}
-
-/* Recovery: applies one log record to the map. */
-static int replay_cb(const struct wal_rec_hdr *h, const uint8_t *payload, void *arg)
-{
-    struct loader *ld = arg;
-    struct store *s = ld->s;
-    if (h->type != WAL_REC_COMMAND)
-        return 0;
-    struct kv_cmd cmd;
-    if (kv_cmd_decode(payload, h->len, &cmd) != 0)
-        return LKV_ECORRUPT;
-    switch (cmd.op) {
-    case KV_OP_SET:
-        return loader_put(ld, cmd.key, cmd.klen, cmd.value, cmd.vlen);
-    case KV_OP_DELETE:
-        loader_flush(ld);
-        kv_map_delete_locked(s->map, cmd.key, cmd.klen);
-        break;
-    case KV_OP_CLEAR:
-        loader_flush(ld);
-        kv_detached_free(kv_map_clear_locked(s->map));
-        break;
-    }
-    return 0;
-}
-
-static int load_cb(const char *key, size_t klen, const char *value, size_t vlen, void *arg)
-{
-    return loader_put(arg, key, klen, value, vlen);
-}
-
-/* A rough count of the records the log may hold (space allocated to its
- * segments over a small record's size), used only to size the map. */
-static uint64_t log_record_estimate(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return 0;
-    uint64_t bytes = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        struct stat st;
-        if (strncmp(de->d_name, "log-", 4) == 0 && fstatat(dirfd(d), de->d_name, &st, 0) == 0)
-            bytes += (uint64_t)st.st_blocks * 512;
-    }
-    closedir(d);
-    return bytes / 160;
-}
-
-/* Loads the newest snapshot and replays the log after it. */
-static int recover(struct store *s, char *err, size_t errlen)
-{
-    uint64_t t0 = clock_now_ns();
-    struct meta meta;
-    int rc = meta_load(s->cfg.dir, s->io, &meta, err, errlen);
-    if (rc < 0)
-        return rc;
-    if (rc == 0) {
-        meta = (struct meta){.version = META_FORMAT_VERSION};
-        if ((rc = meta_store(s->cfg.dir, s->io, &meta)) != 0) {
-            snprintf(err, errlen, "cannot write %s/meta: %s", s->cfg.dir, lkv_strerror(rc));
-            return rc;
-        }
-    }
-    char path[4200];
-    uint64_t index = 0;
-    rc = snap_find_latest(s->cfg.dir, path, sizeof path, &index);
-    if (rc < 0) {
-        snprintf(err, errlen, "cannot read directory %s", s->cfg.dir);
-        return rc;
-    }
-    struct snap_info info = {0};
-    kv_map_write_lock(s->map);
-    /* One table sized up front beats a dozen resizes while a million keys
-     * load. A damaged header is reported by snap_load below. */
-    struct snap_info peek = {0};
-    if (rc == 1 && snap_peek(path, s->io, &peek) != 0)
-        peek.records = 0;
-    kv_map_reserve_locked(s->map, peek.records + log_record_estimate(s->cfg.dir));
-    struct loader ld = {.s = s};
-    if (rc == 1 && (rc = snap_load(path, s->io, load_cb, &ld, &info, err, errlen)) != 0) {
-        loader_flush(&ld);
-        kv_map_write_unlock(s->map);
-        return rc;
-    }
-    loader_flush(&ld);
-    if (info.index != index) {
-        kv_map_write_unlock(s->map);
-        snprintf(err, errlen, "%s: header says index %" PRIu64, path, info.index);
-        return LKV_ECORRUPT;
-    }
-    s->snap_index = index;
-    struct wal_options wopt = {.dir = s->cfg.dir, .io = s->io, .segment_bytes = SEGMENT_BYTES,
-                               .preallocate = true};
-    struct wal_recovery rec;
-    rc = wal_open(&wopt, index, replay_cb, &ld, &s->wal, &rec, err, errlen);
-    loader_flush(&ld);
-    kv_map_write_unlock(s->map);
-    if (rc != 0)
-        return rc;
-    snap_remove_older(s->cfg.dir, s->io, index); /* leftover temp files, stale snapshots */
-    uint64_t took_us = (clock_now_ns() - t0) / 1000;
-    stats_record_recovery(took_us, index, rec.replayed);
-    LOG_INFO("event=recovered snapshot_index=%" PRIu64 " replayed=%" PRIu64 " last_index=%" PRIu64
-             " keys=%" PRIu64 " segments=%" PRIu64 " torn_bytes=%" PRIu64 " duration_ms=%" PRIu64,
-             index, rec.replayed, rec.last_index, kv_map_count(s->map), rec.segments,
-             rec.torn_bytes, took_us / 1000);
-    return 0;
-}
 
 int store_open(const struct store_config *cfg, struct store **out, char *err, size_t errlen)
 {
@@ -546,56 +29,42 @@ int store_open(const struct store_config *cfg, struct store **out, char *err, si
         return LKV_ENOMEM;
     }
     s->cfg = *cfg;
-    s->io = cfg->io ? cfg->io : &io_libc;
+    const struct io_ops *io = cfg->io ? cfg->io : &io_libc;
     s->map = kv_map_new();
+    s->apply = s->map ? apply_new(s->map) : NULL;
     int rc = LKV_ENOMEM;
-    if (!s->map) {
+    if (!s->apply) {
         snprintf(err, errlen, "cannot start the store: %s", lkv_strerror(rc));
-        goto err_after_alloc;
-    }
-    if ((rc = recover(s, err, errlen)) != 0)
         goto err_after_map;
-    s->checkpoint_at = s->cfg.checkpoint_bytes;
-    publish_gauges(s);
-    pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->wake, NULL);
-    if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
-        rc = LKV_ENOMEM;
+    }
+    struct recover_result rec;
+    if ((rc = recover_load(cfg->dir, io, s->map, s->apply, cfg->stats, &rec, err, errlen)) != 0)
+        goto err_after_map;
+    s->wal = rec.wal;
+    struct loop_config lcfg = {.dir = cfg->dir, .io = io, .map = s->map, .apply = s->apply,
+                               .wal = s->wal, .snap_index = rec.snap_index,
+                               .checkpoint_bytes = cfg->checkpoint_bytes,
+                               .max_memory = cfg->max_memory, .on_fatal = cfg->on_fatal,
+                               .stats = cfg->stats};
+    if ((rc = loop_start(&lcfg, &s->loop)) != 0) {
         snprintf(err, errlen, "cannot start the log writer thread");
-        goto err_after_sync;
+        goto err_after_wal;
     }
     *out = s;
     return 0;
 
-err_after_sync:
-    pthread_cond_destroy(&s->wake);
-    pthread_mutex_destroy(&s->lock);
+err_after_wal:
     wal_close(s->wal);
 err_after_map:
+    apply_free(s->apply);
     kv_map_free(s->map);
-err_after_alloc:
     free(s);
     return rc;
 }
 
 void store_submit(struct store *s, struct store_req *req)
 {
-    req->next = NULL;
-    pthread_mutex_lock(&s->lock);
-    if (s->stopping) {
-        pthread_mutex_unlock(&s->lock);
-        complete_one(req, LKV_ESHUTDOWN);
-        return;
-    }
-    bool was_empty = s->queue_head == NULL;
-    if (s->queue_tail)
-        s->queue_tail->next = req;
-    else
-        s->queue_head = req;
-    s->queue_tail = req;
-    pthread_mutex_unlock(&s->lock);
-    if (was_empty)
-        pthread_cond_signal(&s->wake);
+    loop_submit(s->loop, req);
 }
 
 struct kv_entry *store_get(struct store *s, const char *key, size_t klen)
@@ -605,35 +74,26 @@ struct kv_entry *store_get(struct store *s, const char *key, size_t klen)
 
 int store_failed(const struct store *s)
 {
-    return s->failed;
+    return loop_failed(s->loop);
 }
 
 void store_gauges(struct store *s, struct stats_gauges *g)
 {
     g->keys = kv_map_count(s->map);
     g->bytes = kv_map_bytes(s->map);
-    g->log_bytes = atomic_load(&s->log_bytes);
-    g->last_index = atomic_load(&s->last_index);
+    loop_gauges(s->loop, g);
 }
 
 int store_shutdown(struct store *s)
 {
-    pthread_mutex_lock(&s->lock);
-    s->stopping = true;
-    pthread_mutex_unlock(&s->lock);
-    pthread_cond_signal(&s->wake);
-    pthread_join(s->writer, NULL);
-    return s->failed;
+    return loop_stop(s->loop);
 }
 
 void store_free(struct store *s)
 {
+    loop_free(s->loop);
     wal_close(s->wal);
+    apply_free(s->apply);
     kv_map_free(s->map);
-    pthread_cond_destroy(&s->wake);
-    pthread_mutex_destroy(&s->lock);
-    free(s->entries);
-    free(s->iov);
-    free(s->prefixes);
     free(s);
 }

@@ -1,6 +1,5 @@
 #include "http/respond.h"
 
-#include "util/err.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -29,10 +28,16 @@ static const struct {
     [RESP_NO_SPACE] = {507, "insufficient storage\n", NULL},
 };
 
-static struct MHD_Response *built[RESP__COUNT];
+/* Written once by respond_new, read-only afterwards. */
+struct respond {
+    struct MHD_Response *built[RESP__COUNT];
+};
 
-int respond_init(void)
+struct respond *respond_new(void)
 {
+    struct respond *rs = calloc(1, sizeof *rs);
+    if (!rs)
+        return NULL;
     for (int i = 0; i < RESP__COUNT; i++) {
         struct MHD_Response *r = MHD_create_response_from_buffer(
             strlen(fixed[i].body), (void *)fixed[i].body, MHD_RESPMEM_PERSISTENT);
@@ -41,27 +46,29 @@ int respond_init(void)
              MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, fixed[i].allow) != MHD_YES)) {
             if (r)
                 MHD_destroy_response(r);
-            respond_free();
-            return LKV_ENOMEM;
+            respond_free(rs);
+            return NULL;
         }
-        built[i] = r;
+        rs->built[i] = r;
     }
-    return 0;
+    return rs;
 }
 
-void respond_free(void)
+void respond_free(struct respond *rs)
 {
+    if (!rs)
+        return;
     for (int i = 0; i < RESP__COUNT; i++) {
-        if (built[i])
-            MHD_destroy_response(built[i]);
-        built[i] = NULL;
+        if (rs->built[i])
+            MHD_destroy_response(rs->built[i]);
     }
+    free(rs);
 }
 
-struct MHD_Response *respond_get(enum resp_id id, unsigned *status)
+struct MHD_Response *respond_get(const struct respond *rs, enum resp_id id, unsigned *status)
 {
     *status = fixed[id].status;
-    return built[id];
+    return rs->built[id];
 }
 
 enum resp_id respond_method_not_allowed(enum http_endpoint ep)

@@ -1,5 +1,6 @@
-/* respond: the fixed responses (errors, "ok") built once at start-up and
- * shared by all connections, and builders for the variable ones. */
+/* respond: the fixed responses (errors, "ok") built once when a server
+ * starts and shared by all its connections, and builders for the variable
+ * ones. */
 #ifndef LKV_HTTP_RESPOND_H
 #define LKV_HTTP_RESPOND_H
 
@@ -27,14 +28,20 @@ enum resp_id {
     RESP__COUNT
 };
 
-/* Builds every fixed response. Returns 0 or LKV_ENOMEM. Call once. */
-int respond_init(void);
+/* One server's set of fixed responses: each server builds its own, so that
+ * stopping one never frees what another is sending. */
+struct respond;
 
-/* Releases them; no connection may still be using the daemon. */
-void respond_free(void);
+/* Builds every fixed response. Returns the set, owned by the caller, or
+ * NULL when out of memory. */
+struct respond *respond_new(void);
 
-/* The shared response and its status code. Never NULL after respond_init. */
-struct MHD_Response *respond_get(enum resp_id id, unsigned *status);
+/* Releases them (NULL is accepted). No connection of a daemon that queued
+ * them may still be open: call it after MHD_stop_daemon. */
+void respond_free(struct respond *rs);
+
+/* The shared response and its status code (never NULL). Any thread. */
+struct MHD_Response *respond_get(const struct respond *rs, enum resp_id id, unsigned *status);
 
 /* The 405 response for an endpoint. */
 enum resp_id respond_method_not_allowed(enum http_endpoint ep);

@@ -2,6 +2,7 @@
 
 #include "http/respond.h"
 #include "http/route.h"
+#include "kv/kv_cmd.h"
 #include "stats/stats.h"
 #include "util/clock.h"
 #include "util/err.h"
@@ -27,8 +28,8 @@
  * kept alive; longer ones get the error at once and the connection closes. */
 #define DISCARD_BODY_MAX (64 * 1024)
 
-/* A PUT body up to this size goes straight into the entry allocated from its
- * Content-Length (no copy). A larger one grows a buffer as bytes arrive, so a
+/* A PUT body up to this size goes straight into the command allocated from
+ * its Content-Length. A larger one grows the command as bytes arrive, so a
  * client declaring 10 MiB and sending little pins little memory. */
 #define DIRECT_BODY_MAX (64 * 1024)
 
@@ -46,6 +47,7 @@ struct conn {
 struct http_server {
     struct http_server_config cfg;
     struct store *store;
+    struct respond *responses; /* built at start, read-only until stop */
     struct MHD_Daemon *daemon;
     int listen_fd;
     atomic_bool draining;
@@ -79,9 +81,12 @@ struct req {
     bool chunked;            /* body length unknown until it ends */
     uint64_t body_len;       /* bytes received so far */
     uint64_t content_length; /* declared length when !chunked */
-    struct kv_entry *entry;  /* PUT: value being filled in; owned until submitted */
-    char *chunk_buf;         /* PUT body too large or chunked for the entry: bytes so far (owned) */
-    size_t chunk_cap;
+    /* PUT: the command being filled in, its head (op, key) first, then the
+     * value at value_at as it arrives. Owned until submitted. */
+    struct lkv_blob *cmd;
+    size_t value_at;
+    bool cmd_sized;          /* allocated whole from Content-Length */
+    size_t value_cap;        /* otherwise: value bytes it has room for */
     struct store_req sreq;
     int store_status;        /* written by the store's writer thread before resume */
     char key[];              /* max_key_bytes, decoded */
@@ -111,14 +116,15 @@ static enum stats_route stats_route_for(const struct http_route *r)
 /* Queues `resp` with `status` and records the request's statistics. */
 static enum MHD_Result send_response(struct req *r, unsigned status, struct MHD_Response *resp)
 {
-    stats_record_request(r->stats_route, status, (clock_now_ns() - r->start_ns) / 1000);
+    stats_record_request(r->srv->cfg.stats, r->stats_route, status,
+                         (clock_now_ns() - r->start_ns) / 1000);
     return MHD_queue_response(r->conn, status, resp);
 }
 
 static enum MHD_Result send_fixed(struct req *r, enum resp_id id)
 {
     unsigned status;
-    struct MHD_Response *resp = respond_get(id, &status);
+    struct MHD_Response *resp = respond_get(r->srv->responses, id, &status);
     return send_response(r, status, resp);
 }
 
@@ -164,6 +170,18 @@ static void read_body_framing(struct req *r)
     r->content_length = cl ? strtoull(cl, NULL, 10) : 0;
 }
 
+/* Allocates the PUT's command with room for vlen value bytes and writes its
+ * head (op, key), so the value can follow at value_at as it arrives. */
+static bool start_command(struct req *r, size_t vlen)
+{
+    size_t klen = r->route.klen;
+    r->cmd = lkv_blob_new(kv_cmd_payload_len(KV_OP_SET, klen, vlen));
+    if (!r->cmd)
+        return false;
+    r->value_at = kv_cmd_encode(r->cmd->data, r->cmd->len, KV_OP_SET, r->key, klen, NULL, 0);
+    return true;
+}
+
 /* First call: headers are in, no body byte has been read yet. An error that
  * must not read the body (too large) is answered now, which makes MHD close
  * the connection afterwards; others wait for the body to be dropped. */
@@ -200,49 +218,61 @@ static enum MHD_Result on_headers(struct req *r, const char *url, const char *me
     if (!r->chunked && r->content_length > srv->cfg.max_value_bytes)
         return send_fixed(r, RESP_TOO_LARGE);
     if (!r->chunked && r->content_length > 0 && r->content_length <= DIRECT_BODY_MAX) {
-        r->entry = kv_entry_new(r->key, r->route.klen, (size_t)r->content_length);
-        if (!r->entry)
+        if (!start_command(r, (size_t)r->content_length))
             return MHD_NO;
+        r->cmd_sized = true;
     }
     return MHD_YES;
 }
 
-static bool append_chunked(struct req *r, const char *data, size_t len)
+/* Makes room for `len` more value bytes in a command that grows as the body
+ * arrives: doubling from 4 KiB, never past --max-value-bytes. */
+static bool grow_command(struct req *r, size_t len)
 {
     size_t need = (size_t)r->body_len + len;
-    if (need > r->chunk_cap) {
-        size_t cap = r->chunk_cap ? r->chunk_cap : 4096;
-        while (cap < need)
-            cap *= 2;
-        if (cap > r->srv->cfg.max_value_bytes)
-            cap = r->srv->cfg.max_value_bytes;
-        char *p = realloc(r->chunk_buf, cap);
-        if (!p)
+    if (r->cmd && need <= r->value_cap)
+        return true;
+    size_t cap = r->value_cap ? r->value_cap : 4096;
+    while (cap < need)
+        cap *= 2;
+    if (cap > r->srv->cfg.max_value_bytes)
+        cap = r->srv->cfg.max_value_bytes;
+    if (!r->cmd) {
+        if (!start_command(r, cap))
             return false;
-        r->chunk_buf = p;
-        r->chunk_cap = cap;
+    } else {
+        struct lkv_blob *b = lkv_blob_resize(r->cmd, r->value_at + cap);
+        if (!b)
+            return false;
+        r->cmd = b;
     }
-    memcpy(r->chunk_buf + r->body_len, data, len);
+    r->value_cap = cap;
     return true;
 }
 
-/* A piece of the request body: copied into the entry (small bodies) or the
- * growing buffer (large or chunked ones). Bodies of refused requests, and of
- * a chunked PUT once it passes the limit, are counted and dropped. */
+static void drop_command(struct req *r)
+{
+    lkv_blob_unref(r->cmd);
+    r->cmd = NULL;
+    r->value_cap = 0;
+}
+
+/* A piece of the request body: copied into the command, allocated whole
+ * (small bodies) or growing (large or chunked ones). Bodies of refused
+ * requests, and of a growing PUT once it passes the limit, are counted and
+ * dropped. */
 static enum MHD_Result on_body(struct req *r, const char *data, size_t len)
 {
     bool keep = r->error < 0 && r->route.ep == EP_KV && r->route.method == HTTP_PUT;
-    if (keep && !r->entry && r->body_len + len > r->srv->cfg.max_value_bytes) {
+    if (keep && !r->cmd_sized && r->body_len + len > r->srv->cfg.max_value_bytes) {
         r->error = RESP_TOO_LARGE;
-        free(r->chunk_buf);
-        r->chunk_buf = NULL;
-        r->chunk_cap = 0;
+        drop_command(r);
         keep = false;
     }
-    if (keep && !r->entry && !append_chunked(r, data, len))
+    if (keep && !r->cmd_sized && !grow_command(r, len))
         return MHD_NO;
-    if (keep && r->entry)
-        memcpy(kv_entry_value_mut(r->entry) + r->body_len, data, len);
+    if (keep)
+        memcpy(r->cmd->data + r->value_at + r->body_len, data, len);
     r->body_len += len;
     return MHD_YES;
 }
@@ -254,18 +284,12 @@ static void store_done_cb(struct store_req *sreq, int status)
     MHD_resume_connection(r->conn);
 }
 
-/* Hands a write to the store. The connection is suspended first: from
- * store_submit on, the writer thread may resume it at any moment. */
-static enum MHD_Result submit_write(struct req *r, enum store_op op)
+/* Hands a write to the store; consumes cmd. The connection is suspended
+ * first: from store_submit on, the writer thread may resume it at any
+ * moment. */
+static enum MHD_Result submit_write(struct req *r, struct lkv_blob *cmd)
 {
-    r->sreq = (struct store_req){.op = op, .done_cb = store_done_cb};
-    if (op == STORE_PUT) {
-        r->sreq.entry = r->entry; /* ownership moves to the store */
-        r->entry = NULL;
-    } else if (op == STORE_DELETE) {
-        r->sreq.key = r->key;
-        r->sreq.klen = r->route.klen;
-    }
+    r->sreq = (struct store_req){.cmd = cmd, .done_cb = store_done_cb};
     r->phase = PHASE_WAITING;
     MHD_suspend_connection(r->conn);
     store_submit(r->srv->store, &r->sreq);
@@ -276,15 +300,27 @@ static enum MHD_Result on_put(struct req *r)
 {
     if (r->body_len == 0)
         return send_fixed(r, RESP_VALUE_EMPTY);
-    if (!r->entry) {
-        r->entry = kv_entry_new(r->key, r->route.klen, (size_t)r->body_len);
-        if (!r->entry)
-            return MHD_NO;
-        memcpy(kv_entry_value_mut(r->entry), r->chunk_buf, (size_t)r->body_len);
-        free(r->chunk_buf);
-        r->chunk_buf = NULL;
+    size_t len = r->value_at + (size_t)r->body_len;
+    if (!r->cmd_sized) {
+        /* Cut the spare room off; should that fail, the blob just keeps it. */
+        struct lkv_blob *b = lkv_blob_resize(r->cmd, len);
+        r->cmd = b ? b : r->cmd;
+        r->cmd->len = len;
     }
-    return submit_write(r, STORE_PUT);
+    struct lkv_blob *cmd = r->cmd; /* ownership moves to the store */
+    r->cmd = NULL;
+    return submit_write(r, cmd);
+}
+
+/* DELETE /kv/<key> and DELETE /clear: small commands built whole. */
+static enum MHD_Result on_delete(struct req *r, uint8_t op)
+{
+    size_t klen = op == KV_OP_DELETE ? r->route.klen : 0;
+    struct lkv_blob *cmd = lkv_blob_new(kv_cmd_payload_len(op, klen, 0));
+    if (!cmd)
+        return MHD_NO;
+    kv_cmd_encode(cmd->data, cmd->len, op, klen ? r->key : NULL, klen, NULL, 0);
+    return submit_write(r, cmd);
 }
 
 static enum MHD_Result on_get(struct req *r)
@@ -305,7 +341,8 @@ static enum MHD_Result on_stats(struct req *r, bool prometheus)
     g.uptime_s = (uint64_t)(time(NULL) - srv->started);
     g.connections = atomic_load(&srv->connections);
     struct buf b = {0};
-    int rc = prometheus ? stats_render_prometheus(&b, &g) : stats_render_json(&b, &g);
+    const struct stats *st = srv->cfg.stats;
+    int rc = prometheus ? stats_render_prometheus(st, &b, &g) : stats_render_json(st, &b, &g);
     if (rc != 0) {
         buf_free(&b);
         return MHD_NO;
@@ -334,11 +371,11 @@ static enum MHD_Result on_complete(struct req *r)
     case EP_KV:
         switch (r->route.method) {
         case HTTP_PUT: return on_put(r);
-        case HTTP_DELETE: return submit_write(r, STORE_DELETE);
+        case HTTP_DELETE: return on_delete(r, KV_OP_DELETE);
         default: return on_get(r);
         }
     case EP_CLEAR:
-        return submit_write(r, STORE_CLEAR);
+        return on_delete(r, KV_OP_CLEAR);
     case EP_HEALTH:
         return send_fixed(r, atomic_load(&r->srv->draining) ? RESP_UNAVAILABLE : RESP_OK);
     case EP_STATS:
@@ -423,9 +460,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!r)
         return;
     set_deadline(r->track, clock_now_ns() + (uint64_t)srv->cfg.idle_timeout_s * 1000000000u);
-    if (r->entry)
-        kv_entry_unref(r->entry);
-    free(r->chunk_buf);
+    lkv_blob_unref(r->cmd);
     free(r);
     atomic_fetch_sub(&srv->in_flight, 1);
 }
@@ -622,7 +657,7 @@ int http_server_start(const struct http_server_config *cfg, struct store *store,
     h->cfg = *cfg;
     h->store = store;
     h->started = time(NULL);
-    if (respond_init() != 0) {
+    if (!(h->responses = respond_new())) {
         snprintf(err, errlen, "cannot start the HTTP server: %s", lkv_strerror(LKV_ENOMEM));
         goto err_after_alloc;
     }
@@ -667,7 +702,7 @@ int http_server_start(const struct http_server_config *cfg, struct store *store,
 err_after_listen:
     close(h->listen_fd);
 err_after_responses:
-    respond_free();
+    respond_free(h->responses);
 err_after_alloc:
     free(h);
     return LKV_EIO;
@@ -707,11 +742,22 @@ void http_server_stop(struct http_server *h)
     free(h->watch_conn);
     MHD_stop_daemon(h->daemon);
     close(h->listen_fd);
-    respond_free();
+    respond_free(h->responses);
     free(h);
 }
 
 uint64_t http_server_connections(const struct http_server *h)
 {
     return atomic_load(&h->connections);
+}
+
+uint16_t http_server_port(const struct http_server *h)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(h->listen_fd, (struct sockaddr *)&ss, &len) != 0)
+        return h->cfg.port;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }

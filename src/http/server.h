@@ -3,6 +3,7 @@
 #ifndef LKV_HTTP_SERVER_H
 #define LKV_HTTP_SERVER_H
 
+#include "stats/stats.h"
 #include "store.h"
 
 #include <stdbool.h>
@@ -19,6 +20,8 @@ struct http_server_config {
     size_t max_header_bytes;
     unsigned idle_timeout_s;
     unsigned request_timeout_s;
+    struct stats *stats;         /* requests are counted here; /stats and /metrics show it.
+                                    Borrowed, never NULL, must outlive the server */
 };
 
 struct http_server;
@@ -43,5 +46,9 @@ void http_server_stop(struct http_server *h);
 
 /* Open connections right now. */
 uint64_t http_server_connections(const struct http_server *h);
+
+/* The port it listens on: cfg->port, or the one the kernel chose when that
+ * was 0. */
+uint16_t http_server_port(const struct http_server *h);
 
 #endif

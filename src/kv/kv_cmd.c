@@ -5,6 +5,7 @@
 #include "util/err.h"
 
 #include <assert.h>
+#include <string.h>
 
 int kv_cmd_decode(const uint8_t *p, size_t len, struct kv_cmd *out)
 {
@@ -63,4 +64,18 @@ size_t kv_cmd_payload_len(uint8_t op, size_t klen, size_t vlen)
     assert(klen > 0 && klen <= UINT32_MAX);
     assert(op == KV_OP_SET || vlen == 0);
     return KV_CMD_PREFIX_MAX + klen + vlen;
+}
+
+size_t kv_cmd_encode(uint8_t *out, size_t cap, uint8_t op, const void *key, size_t klen,
+                     const void *value, size_t vlen)
+{
+    size_t total = kv_cmd_payload_len(op, klen, vlen);
+    if (total > cap)
+        return 0;
+    size_t n = kv_cmd_encode_prefix(out, op, klen);
+    if (klen > 0)
+        memcpy(out + n, key, klen);
+    if (vlen > 0)
+        memcpy(out + n + klen, value, vlen);
+    return total;
 }

@@ -48,6 +48,16 @@ int kv_cmd_decode(const uint8_t *p, size_t len, struct kv_cmd *out);
  * an enum kv_op; for set/delete 0 < klen <= UINT32_MAX; for clear klen == 0. */
 size_t kv_cmd_encode_prefix(uint8_t out[KV_CMD_PREFIX_MAX], uint8_t op, size_t klen);
 
+/* Writes a whole command, [prefix][key][value], into out: the bytes a write
+ * request carries and the log stores. Returns kv_cmd_payload_len(op, klen,
+ * vlen), or 0 with nothing written when that is more than cap. key is
+ * borrowed (klen bytes; NULL for clear), value likewise (vlen bytes; NULL
+ * allowed when vlen is 0). A set whose value arrives later is encoded with
+ * vlen 0: the return value is then where the value bytes go. Same
+ * preconditions as kv_cmd_encode_prefix(), and vlen is 0 unless op is set. */
+size_t kv_cmd_encode(uint8_t *out, size_t cap, uint8_t op, const void *key, size_t klen,
+                     const void *value, size_t vlen);
+
 /* Total payload bytes of a command: prefix + klen + vlen (vlen must be 0 for
  * delete and clear, klen 0 for clear). Same preconditions as
  * kv_cmd_encode_prefix(); the caller keeps klen + vlen far below SIZE_MAX

@@ -38,7 +38,16 @@ const struct raft_membership *core_conf(const struct raft *r)
 
 bool core_promotable(const struct raft *r)
 {
-    return raft_membership_is_voter(core_conf(r), r->opt.id);
+    /* A voter of the committed configuration may still campaign while an
+     * entry that removes or demotes it is uncommitted: otherwise a
+     * demoted leader holding the only copy of that entry leaves nobody
+     * able to win (thesis 4.2.2). Its votes are still counted in its
+     * newest configuration, where its own does not count. */
+    for (size_t i = 0; i < r->confs.n; i++) {
+        if (raft_membership_is_voter(&r->confs.v[i].conf, r->opt.id))
+            return true;
+    }
+    return false;
 }
 
 struct progress *core_progress(struct raft *r, raft_id id)
@@ -694,7 +703,7 @@ static bool lone_voter(const struct raft *r)
     size_t voters = 0;
     for (size_t i = 0; i < c->n; i++)
         voters += (c->m[i].flags & (RAFT_VOTER_IN | RAFT_VOTER_OUT)) != 0;
-    return voters == 1 && core_promotable(r);
+    return voters == 1 && raft_membership_is_voter(c, r->opt.id);
 }
 
 int raft_new(const struct raft_options *opt, const struct raft_boot *boot, struct raft **out)

@@ -165,9 +165,12 @@ static void on_append_accept(struct raft *r, struct progress *pr, const struct r
         progress_become_probe(pr);
         progress_become_replicate(pr);
     }
+    /* Committing may append a configuration (leaving a joint one) that
+     * rebuilds the progress table: pr is not valid past this call. */
+    raft_id id = pr->id;
     repl_maybe_commit(r);
-    if (r->role != RAFT_LEADER)
-        return; /* the commit removed this leader from the configuration */
+    if (r->role != RAFT_LEADER || !(pr = core_progress(r, id)))
+        return; /* the leader, or that member, left the configuration */
     send_all(r, pr);
     maybe_timeout_now(r, pr);
 }

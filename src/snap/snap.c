@@ -261,8 +261,9 @@ struct snap_job {
     sem_t full;
     _Atomic uint64_t written; /* buffers the background thread is done with */
     _Atomic bool abort;       /* writer: stop and remove the temp file */
-    _Atomic bool done;        /* background thread: result is set */
+    _Atomic bool done;        /* background thread: result and info are set */
     int result;
+    struct snap_info info;    /* what was written, when result is 0 */
 };
 
 static void close_walk(struct snap_job *j)
@@ -302,8 +303,7 @@ static void *job_main(void *arg)
         atomic_store_explicit(&j->written, n + 1, memory_order_release);
         if (rc == 0 && last) {
             wr.records = j->records;
-            struct snap_info info;
-            if (finish_file(&wr, j->dir, tmp, final, j->index, j->term, &info) != 0)
+            if (finish_file(&wr, j->dir, tmp, final, j->index, j->term, &j->info) != 0)
                 rc = errno_code(wr.failed_errno);
             else
                 break;
@@ -398,7 +398,7 @@ int snap_feed(struct snap_job *j, int max_steps)
     return steps;
 }
 
-int snap_poll(struct snap_job *j, bool wait, int *result)
+int snap_poll(struct snap_job *j, bool wait, int *result, struct snap_info *info)
 {
     if (!atomic_load_explicit(&j->done, memory_order_acquire)) {
         if (!wait)
@@ -412,6 +412,8 @@ int snap_poll(struct snap_job *j, bool wait, int *result)
     }
     close_walk(j);
     *result = j->result;
+    if (info && j->result == 0)
+        *info = j->info;
     return 1;
 }
 
@@ -431,7 +433,7 @@ void snap_job_free(struct snap_job *j)
         return;
     if (!j->joined) {
         int ignored;
-        snap_poll(j, true, &ignored);
+        snap_poll(j, true, &ignored, NULL);
     }
     for (int i = 0; i < FEED_BUFS; i++)
         buf_free(&j->bufs[i]);

@@ -51,9 +51,11 @@ int snap_feed(struct snap_job *j, int max_steps);
 
 /* Writer thread. Returns 1 when the job has finished: *result is then 0
  * (snapshot durable), LKV_ENOSPC / LKV_EIO, or LKV_ERESTART (abandoned);
- * returns 0 while it runs. With `wait`, a job still being fed is abandoned
- * and the call returns once its thread is gone. */
-int snap_poll(struct snap_job *j, bool wait, int *result);
+ * returns 0 while it runs. On success *info (which may be NULL) describes
+ * the file written, its size included, so callers never look at snapshot
+ * files themselves. With `wait`, a job still being fed is abandoned and the
+ * call returns once its thread is gone. */
+int snap_poll(struct snap_job *j, bool wait, int *result, struct snap_info *info);
 
 /* The index the job covers, and when it started (CLOCK_MONOTONIC ns). */
 uint64_t snap_job_index(const struct snap_job *j);

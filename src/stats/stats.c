@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define RELAXED memory_order_relaxed
@@ -42,11 +43,11 @@ struct route_stats {
     struct hist latency_us;
 };
 
-/* Zero-initialised static storage is the empty state (hist.h allows it), so
- * recording works before anyone calls stats_reset(). The "last checkpoint"
- * and recovery fields are separate atomics: a reader racing a checkpoint
- * may pair fields from two checkpoints, which is acceptable for metrics. */
-static struct {
+/* Zeroed memory is the empty state (hist.h allows it). The "last
+ * checkpoint" and recovery fields are separate atomics: a reader racing a
+ * checkpoint may pair fields from two checkpoints, which is acceptable for
+ * metrics. Any thread, lock-free. */
+struct stats {
     struct route_stats routes[ROUTE__COUNT];
     struct hist batch_records; /* one value per batch: its record count */
     struct hist fsync_us;
@@ -58,7 +59,17 @@ static struct {
     _Atomic uint64_t recovery_us;
     _Atomic uint64_t recovery_snapshot_index;
     _Atomic uint64_t recovery_replayed;
-} counters;
+};
+
+struct stats *stats_new(void)
+{
+    return calloc(1, sizeof(struct stats));
+}
+
+void stats_free(struct stats *st)
+{
+    free(st);
+}
 
 const char *stats_route_name(enum stats_route r)
 {
@@ -74,20 +85,20 @@ static size_t status_slot(unsigned status)
     return SLOT_OTHER;
 }
 
-void stats_reset(void)
+void stats_reset(struct stats *st)
 {
     for (size_t r = 0; r < ROUTE__COUNT; r++) {
         for (size_t i = 0; i <= N_CODES; i++)
-            atomic_store_explicit(&counters.routes[r].status[i], 0, RELAXED);
-        hist_reset(&counters.routes[r].latency_us);
+            atomic_store_explicit(&st->routes[r].status[i], 0, RELAXED);
+        hist_reset(&st->routes[r].latency_us);
     }
-    hist_reset(&counters.batch_records);
-    hist_reset(&counters.fsync_us);
-    hist_reset(&counters.checkpoint_us);
+    hist_reset(&st->batch_records);
+    hist_reset(&st->fsync_us);
+    hist_reset(&st->checkpoint_us);
     _Atomic uint64_t *const scalars[] = {
-        &counters.bytes_written,     &counters.ckpt_last_us, &counters.ckpt_last_index,
-        &counters.ckpt_last_bytes,   &counters.recovery_us,  &counters.recovery_snapshot_index,
-        &counters.recovery_replayed,
+        &st->bytes_written,     &st->ckpt_last_us, &st->ckpt_last_index,
+        &st->ckpt_last_bytes,   &st->recovery_us,  &st->recovery_snapshot_index,
+        &st->recovery_replayed,
     };
     for (size_t i = 0; i < sizeof scalars / sizeof scalars[0]; i++)
         atomic_store_explicit(scalars[i], 0, RELAXED);
@@ -95,41 +106,41 @@ void stats_reset(void)
 
 /* An out-of-range route is counted as ROUTE_OTHER rather than trusted as an
  * index. */
-void stats_record_request(enum stats_route r, unsigned status, uint64_t latency_us)
+void stats_record_request(struct stats *st, enum stats_route r, unsigned status, uint64_t latency_us)
 {
-    struct route_stats *rs = &counters.routes[(unsigned)r < ROUTE__COUNT ? r : ROUTE_OTHER];
+    struct route_stats *rs = &st->routes[(unsigned)r < ROUTE__COUNT ? r : ROUTE_OTHER];
     atomic_fetch_add_explicit(&rs->status[status_slot(status)], 1, RELAXED);
     hist_record(&rs->latency_us, latency_us);
 }
 
-void stats_record_batch(uint64_t records, uint64_t bytes, uint64_t fsync_us)
+void stats_record_batch(struct stats *st, uint64_t records, uint64_t bytes, uint64_t fsync_us)
 {
-    hist_record(&counters.batch_records, records);
-    hist_record(&counters.fsync_us, fsync_us);
-    atomic_fetch_add_explicit(&counters.bytes_written, bytes, RELAXED);
+    hist_record(&st->batch_records, records);
+    hist_record(&st->fsync_us, fsync_us);
+    atomic_fetch_add_explicit(&st->bytes_written, bytes, RELAXED);
 }
 
-void stats_record_checkpoint(uint64_t duration_us, uint64_t index, uint64_t bytes)
+void stats_record_checkpoint(struct stats *st, uint64_t duration_us, uint64_t index, uint64_t bytes)
 {
-    hist_record(&counters.checkpoint_us, duration_us);
-    atomic_store_explicit(&counters.ckpt_last_us, duration_us, RELAXED);
-    atomic_store_explicit(&counters.ckpt_last_index, index, RELAXED);
-    atomic_store_explicit(&counters.ckpt_last_bytes, bytes, RELAXED);
+    hist_record(&st->checkpoint_us, duration_us);
+    atomic_store_explicit(&st->ckpt_last_us, duration_us, RELAXED);
+    atomic_store_explicit(&st->ckpt_last_index, index, RELAXED);
+    atomic_store_explicit(&st->ckpt_last_bytes, bytes, RELAXED);
 }
 
-void stats_record_recovery(uint64_t duration_us, uint64_t snapshot_index, uint64_t replayed)
+void stats_record_recovery(struct stats *st, uint64_t duration_us, uint64_t snapshot_index, uint64_t replayed)
 {
-    atomic_store_explicit(&counters.recovery_us, duration_us, RELAXED);
-    atomic_store_explicit(&counters.recovery_snapshot_index, snapshot_index, RELAXED);
-    atomic_store_explicit(&counters.recovery_replayed, replayed, RELAXED);
+    atomic_store_explicit(&st->recovery_us, duration_us, RELAXED);
+    atomic_store_explicit(&st->recovery_snapshot_index, snapshot_index, RELAXED);
+    atomic_store_explicit(&st->recovery_replayed, replayed, RELAXED);
 }
 
-static uint64_t load(_Atomic uint64_t *p)
+static uint64_t load(const _Atomic uint64_t *p)
 {
     return atomic_load_explicit(p, RELAXED);
 }
 
-static uint64_t route_count(struct route_stats *rs)
+static uint64_t route_count(const struct route_stats *rs)
 {
     uint64_t n = 0;
     for (size_t i = 0; i <= N_CODES; i++)
@@ -147,9 +158,9 @@ static void json_summary(struct buf *out, const char *key, const struct hist_sum
                key, s->min, s->avg, s->p50, s->p90, s->p99, s->p999, s->max);
 }
 
-static void json_route(struct buf *out, enum stats_route r)
+static void json_route(struct buf *out, const struct stats *st, enum stats_route r)
 {
-    struct route_stats *rs = &counters.routes[r];
+    const struct route_stats *rs = &st->routes[r];
     struct hist_summary s;
     hist_summarize(&rs->latency_us, &s);
     buf_printf(out, "\"%s\":{\"count\":%" PRIu64 ",\"status\":{", route_names[r], route_count(rs));
@@ -160,35 +171,37 @@ static void json_route(struct buf *out, enum stats_route r)
     buf_printf(out, "}");
 }
 
-static void json_log(struct buf *out, const struct stats_gauges *g)
+static void json_log(struct buf *out, const struct stats *st, const struct stats_gauges *g)
 {
     struct hist_summary batches, fsync;
-    hist_summarize(&counters.batch_records, &batches);
-    hist_summarize(&counters.fsync_us, &fsync);
+    hist_summarize(&st->batch_records, &batches);
+    hist_summarize(&st->fsync_us, &fsync);
     buf_printf(out, "\"log\":{\"batches\":%" PRIu64 ",\"records\":%" PRIu64 ",", batches.count,
                batches.sum);
     json_summary(out, "records_per_batch", &batches);
-    buf_printf(out, ",\"bytes_written\":%" PRIu64 ",", load(&counters.bytes_written));
+    buf_printf(out, ",\"bytes_written\":%" PRIu64 ",", load(&st->bytes_written));
     json_summary(out, "fsync_us", &fsync);
-    buf_printf(out, ",\"log_bytes\":%" PRIu64 ",\"last_index\":%" PRIu64 "}", g->log_bytes,
-               g->last_index);
+    buf_printf(out,
+               ",\"log_bytes\":%" PRIu64 ",\"last_index\":%" PRIu64 ",\"durable_index\":%" PRIu64
+               ",\"commit_index\":%" PRIu64 ",\"applied_index\":%" PRIu64 "}",
+               g->log_bytes, g->last_index, g->durable_index, g->commit_index, g->applied_index);
 }
 
-static void json_checkpoints(struct buf *out)
+static void json_checkpoints(struct buf *out, const struct stats *st)
 {
     struct hist_summary s;
-    hist_summarize(&counters.checkpoint_us, &s);
+    hist_summarize(&st->checkpoint_us, &s);
     buf_printf(out,
                "\"checkpoints\":{\"count\":%" PRIu64 ",\"total_duration_us\":%" PRIu64
                ",\"last_duration_us\":%" PRIu64 ",\"last_index\":%" PRIu64
                ",\"last_bytes\":%" PRIu64 ",",
-               s.count, s.sum, load(&counters.ckpt_last_us), load(&counters.ckpt_last_index),
-               load(&counters.ckpt_last_bytes));
+               s.count, s.sum, load(&st->ckpt_last_us), load(&st->ckpt_last_index),
+               load(&st->ckpt_last_bytes));
     json_summary(out, "duration_us", &s);
     buf_printf(out, "}");
 }
 
-int stats_render_json(struct buf *out, const struct stats_gauges *g)
+int stats_render_json(const struct stats *st, struct buf *out, const struct stats_gauges *g)
 {
     buf_printf(out,
                "{\"uptime_s\":%" PRIu64 ",\"keys\":%" PRIu64 ",\"bytes\":%" PRIu64
@@ -197,17 +210,17 @@ int stats_render_json(struct buf *out, const struct stats_gauges *g)
     for (int r = 0; r < ROUTE__COUNT; r++) {
         if (r > 0)
             buf_printf(out, ",");
-        json_route(out, (enum stats_route)r);
+        json_route(out, st, (enum stats_route)r);
     }
     buf_printf(out, "},");
-    json_log(out, g);
+    json_log(out, st, g);
     buf_printf(out, ",");
-    json_checkpoints(out);
+    json_checkpoints(out, st);
     buf_printf(out,
                ",\"recovery\":{\"duration_us\":%" PRIu64 ",\"snapshot_index\":%" PRIu64
                ",\"replayed\":%" PRIu64 "}}\n",
-               load(&counters.recovery_us), load(&counters.recovery_snapshot_index),
-               load(&counters.recovery_replayed));
+               load(&st->recovery_us), load(&st->recovery_snapshot_index),
+               load(&st->recovery_replayed));
     return out->failed ? LKV_ENOMEM : 0;
 }
 
@@ -265,12 +278,12 @@ static void prom_hist_series(struct buf *out, const char *name, const char *labe
     }
 }
 
-static void prom_requests(struct buf *out)
+static void prom_requests(struct buf *out, const struct stats *st)
 {
     const char *name = "lkv_http_requests_total";
     prom_family(out, name, "counter", "HTTP requests finished, by route and status code.");
     for (int r = 0; r < ROUTE__COUNT; r++) {
-        struct route_stats *rs = &counters.routes[r];
+        const struct route_stats *rs = &st->routes[r];
         for (size_t i = 0; i < N_CODES; i++) {
             buf_printf(out, "%s{route=\"%s\",code=\"%u\"} %" PRIu64 "\n", name, route_names[r],
                        status_codes[i], load(&rs->status[i]));
@@ -285,56 +298,64 @@ static void prom_requests(struct buf *out)
     for (int r = 0; r < ROUTE__COUNT; r++) {
         char labels[64];
         snprintf(labels, sizeof labels, "route=\"%s\",", route_names[r]);
-        prom_hist_series(out, name, labels, &counters.routes[r].latency_us);
+        prom_hist_series(out, name, labels, &st->routes[r].latency_us);
     }
 }
 
-static void prom_log(struct buf *out, const struct stats_gauges *g)
+static void prom_log(struct buf *out, const struct stats *st, const struct stats_gauges *g)
 {
     struct hist_summary b;
-    hist_summarize(&counters.batch_records, &b);
+    hist_summarize(&st->batch_records, &b);
     prom_scalar(out, "lkv_log_batches_total", "counter",
                 "Group-commit batches written and fdatasync'ed.", b.count);
     prom_scalar(out, "lkv_log_records_total", "counter", "Records written to the log.", b.sum);
     prom_scalar(out, "lkv_log_bytes_written_total", "counter", "Bytes written to the log.",
-                load(&counters.bytes_written));
+                load(&st->bytes_written));
     prom_family(out, "lkv_log_fsync_duration_seconds", "histogram",
                 "Time one fdatasync of the log took.");
-    prom_hist_series(out, "lkv_log_fsync_duration_seconds", "", &counters.fsync_us);
+    prom_hist_series(out, "lkv_log_fsync_duration_seconds", "", &st->fsync_us);
     prom_scalar(out, "lkv_log_bytes", "gauge", "Bytes of log since the last checkpoint.",
                 g->log_bytes);
     prom_scalar(out, "lkv_log_last_index", "gauge", "Index of the last log record applied.",
                 g->last_index);
+    prom_scalar(out, "lkv_log_durable_index", "gauge",
+                "Index of the last log record written and fdatasync'ed.", g->durable_index);
+    prom_scalar(out, "lkv_log_commit_index", "gauge",
+                "Index of the last log record committed (on a single node: durable).",
+                g->commit_index);
+    prom_scalar(out, "lkv_log_applied_index", "gauge",
+                "Index of the last log record whose command is in the map.", g->applied_index);
 }
 
-static void prom_checkpoints(struct buf *out)
+static void prom_checkpoints(struct buf *out, const struct stats *st)
 {
     struct hist_summary s;
-    hist_summarize(&counters.checkpoint_us, &s);
+    hist_summarize(&st->checkpoint_us, &s);
     prom_scalar(out, "lkv_checkpoints_total", "counter", "Checkpoints completed.", s.count);
     prom_family(out, "lkv_checkpoint_duration_seconds", "histogram", "Time one checkpoint took.");
-    prom_hist_series(out, "lkv_checkpoint_duration_seconds", "", &counters.checkpoint_us);
+    prom_hist_series(out, "lkv_checkpoint_duration_seconds", "", &st->checkpoint_us);
     prom_scalar_seconds(out, "lkv_checkpoint_last_duration_seconds",
-                        "Duration of the most recent checkpoint.", load(&counters.ckpt_last_us));
+                        "Duration of the most recent checkpoint.", load(&st->ckpt_last_us));
     prom_scalar(out, "lkv_checkpoint_last_index", "gauge",
                 "Log index covered by the most recent checkpoint.",
-                load(&counters.ckpt_last_index));
+                load(&st->ckpt_last_index));
     prom_scalar(out, "lkv_checkpoint_last_bytes", "gauge",
-                "Size of the most recent snapshot file in bytes.", load(&counters.ckpt_last_bytes));
+                "Size of the most recent snapshot file in bytes.", load(&st->ckpt_last_bytes));
 }
 
-static void prom_recovery(struct buf *out)
+static void prom_recovery(struct buf *out, const struct stats *st)
 {
     prom_scalar_seconds(out, "lkv_recovery_duration_seconds", "Time start-up recovery took.",
-                        load(&counters.recovery_us));
+                        load(&st->recovery_us));
     prom_scalar(out, "lkv_recovery_snapshot_index", "gauge",
                 "Log index of the snapshot loaded at start-up (0 if none).",
-                load(&counters.recovery_snapshot_index));
+                load(&st->recovery_snapshot_index));
     prom_scalar(out, "lkv_recovery_replayed_records", "gauge", "Log records replayed at start-up.",
-                load(&counters.recovery_replayed));
+                load(&st->recovery_replayed));
 }
 
-int stats_render_prometheus(struct buf *out, const struct stats_gauges *g)
+int stats_render_prometheus(const struct stats *st, struct buf *out,
+                            const struct stats_gauges *g)
 {
     prom_scalar(out, "lkv_uptime_seconds", "gauge", "Seconds since the server started.",
                 g->uptime_s);
@@ -343,10 +364,10 @@ int stats_render_prometheus(struct buf *out, const struct stats_gauges *g)
                 g->bytes);
     prom_scalar(out, "lkv_open_connections", "gauge", "HTTP connections currently open.",
                 g->connections);
-    prom_requests(out);
-    prom_log(out, g);
-    prom_checkpoints(out);
-    prom_recovery(out);
+    prom_requests(out, st);
+    prom_log(out, st, g);
+    prom_checkpoints(out, st);
+    prom_recovery(out, st);
     return out->failed ? LKV_ENOMEM : 0;
 }
 
@@ -372,10 +393,10 @@ static void line_printf(struct line *l, const char *fmt, ...)
         l->len += (size_t)n < sizeof l->text - l->len ? (size_t)n : sizeof l->text - 1 - l->len;
 }
 
-void stats_log_summary(void)
+void stats_log_summary(const struct stats *st)
 {
     for (int r = 0; r < ROUTE__COUNT; r++) {
-        struct route_stats *rs = &counters.routes[r];
+        const struct route_stats *rs = &st->routes[r];
         uint64_t count = route_count(rs);
         if (count == 0)
             continue;

@@ -1,5 +1,6 @@
 #include "util/blob.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,16 @@ struct lkv_blob *lkv_blob_copy(const void *p, size_t len)
     if (b && len)
         memcpy(b->data, p, len);
     return b;
+}
+
+struct lkv_blob *lkv_blob_resize(struct lkv_blob *b, size_t len)
+{
+    assert(atomic_load_explicit(&b->refs, memory_order_relaxed) == 1);
+    struct lkv_blob *nb = realloc(b, sizeof *b + (len ? len : 1));
+    if (!nb)
+        return NULL;
+    nb->len = len;
+    return nb;
 }
 
 struct lkv_blob *lkv_blob_ref(struct lkv_blob *b)

@@ -21,6 +21,13 @@ struct lkv_blob *lkv_blob_new(size_t len);
 /* A new blob holding a copy of p[0..len). NULL when out of memory. */
 struct lkv_blob *lkv_blob_copy(const void *p, size_t len);
 
+/* Resizes a blob that has never been shared (the caller holds its only
+ * reference) to `len` bytes, keeping the first min(old, len) bytes, as
+ * realloc does: for buffers that grow while a body arrives and are cut to
+ * size when it ends. Returns the blob, which may have moved, or NULL when
+ * out of memory (b is then unchanged and still the caller's). */
+struct lkv_blob *lkv_blob_resize(struct lkv_blob *b, size_t len);
+
 /* Takes another reference (b may be NULL); returns b. Any thread. */
 struct lkv_blob *lkv_blob_ref(struct lkv_blob *b);
 

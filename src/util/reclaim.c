@@ -12,6 +12,12 @@
 #define STEP_BYTES (8 << 20)  /* freed per transaction */
 #define STEP_PAUSE_NS 2000000 /* between steps: lets commits go by */
 
+/* `life` orders starts and stops, so a start never creates a thread while
+ * the last stop is still joining the old one; it is never taken by the
+ * reclaim thread. The rest is under `mu`. */
+static pthread_mutex_t life = PTHREAD_MUTEX_INITIALIZER;
+static unsigned users; /* under life */
+
 static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -66,24 +72,29 @@ static void *reclaim_main(void *arg)
 
 int reclaim_start(void)
 {
-    pthread_mutex_lock(&rq.mu);
+    pthread_mutex_lock(&life);
     int rc = 0;
-    if (!rq.running) {
+    if (users == 0) {
+        pthread_mutex_lock(&rq.mu);
         rq.stopping = false;
         rc = pthread_create(&rq.thread, NULL, reclaim_main, NULL) == 0 ? 0 : -1;
         rq.running = rc == 0;
+        pthread_mutex_unlock(&rq.mu);
     }
-    pthread_mutex_unlock(&rq.mu);
+    if (rc == 0)
+        users++;
+    pthread_mutex_unlock(&life);
     return rc;
 }
 
 void reclaim_stop(void)
 {
-    pthread_mutex_lock(&rq.mu);
-    if (!rq.running) {
-        pthread_mutex_unlock(&rq.mu);
+    pthread_mutex_lock(&life);
+    if (users == 0 || --users > 0) {
+        pthread_mutex_unlock(&life);
         return;
     }
+    pthread_mutex_lock(&rq.mu);
     rq.stopping = true;
     pthread_cond_signal(&rq.cv);
     pthread_mutex_unlock(&rq.mu);
@@ -91,6 +102,7 @@ void reclaim_stop(void)
     pthread_mutex_lock(&rq.mu);
     rq.running = false;
     pthread_mutex_unlock(&rq.mu);
+    pthread_mutex_unlock(&life);
 }
 
 int reclaim_unlink(const struct io_ops *io, const char *path)

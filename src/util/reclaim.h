@@ -13,11 +13,15 @@
 
 #include "util/io.h"
 
-/* Starts the background thread (the process has at most one). Returns 0
- * or -1. Without it, reclaim_unlink frees the file at once. */
+/* Starts the background thread, or, when it runs already, counts one more
+ * user of it: the process has at most one, shared by every store in it.
+ * Returns 0, or -1 when the thread cannot be started. Without the thread,
+ * reclaim_unlink frees the file at once. Any thread. */
 int reclaim_start(void);
 
-/* Frees everything still queued (at full speed) and stops the thread. */
+/* Drops one user (from a reclaim_start that returned 0; an unmatched call
+ * does nothing). The last one frees everything still queued (at full speed)
+ * and stops the thread. Any thread but the reclaim thread. */
 void reclaim_stop(void);
 
 /* Like io->unlink(path): the name is gone when this returns 0 (-1 and

@@ -16,22 +16,30 @@ void meta_encode(uint8_t out[META_SIZE], const struct meta *m)
 {
     memset(out, 0, META_SIZE);
     memcpy(out, meta_magic, sizeof meta_magic);
-    le_put32(out + 8, m->version);
+    le_put32(out + 8, META_FORMAT_VERSION);
     le_put64(out + 16, m->term);
     le_put64(out + 24, m->vote);
-    le_put32(out + 36, crc32c(out, 36));
+    le_put64(out + 32, m->cluster_id);
+    le_put32(out + META_SIZE - 4, crc32c(out, META_SIZE - 4));
 }
 
 int meta_decode(const uint8_t *buf, size_t len, struct meta *m)
 {
-    if (len != META_SIZE || memcmp(buf, meta_magic, sizeof meta_magic) != 0 ||
-        le_get32(buf + 36) != crc32c(buf, 36))
+    if (len < 16 || memcmp(buf, meta_magic, sizeof meta_magic) != 0 ||
+        le_get32(buf + len - 4) != crc32c(buf, len - 4))
         return LKV_ECORRUPT;
-    m->version = le_get32(buf + 8);
-    if (m->version != META_FORMAT_VERSION)
+    uint32_t version = le_get32(buf + 8);
+    size_t want = version == 1 ? META_SIZE_V1 : version == 2 ? META_SIZE : 0;
+    if (want == 0) {
+        m->version = version;
         return LKV_EFORMAT;
+    }
+    if (len != want)
+        return LKV_ECORRUPT;
+    m->version = version;
     m->term = le_get64(buf + 16);
     m->vote = le_get64(buf + 24);
+    m->cluster_id = version >= 2 ? le_get64(buf + 32) : 0;
     return 0;
 }
 
@@ -44,7 +52,7 @@ int meta_load(const char *dir, const struct io_ops *io, struct meta *m, char *er
     int fd = io->open(path, O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0 && errno == ENOENT)
         return 0;
-    uint8_t buf[META_SIZE + 1];
+    uint8_t buf[4096]; /* a newer version may be longer: read enough to tell */
     ssize_t n = fd < 0 ? -1 : io->pread(fd, buf, sizeof buf, 0);
     int saved = errno;
     if (fd >= 0)

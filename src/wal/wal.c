@@ -1,14 +1,17 @@
 #include "wal/wal.h"
 
 #include "util/crc32c.h"
+#include "util/endian.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/reclaim.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,10 +22,26 @@
 #define SEG_PREFIX "log-"
 #define SEG_SUFFIX ".seg"
 
+/* Record offsets are held as u32, so no segment may grow past this. */
+#define SEG_MAX_BYTES ((uint64_t)UINT32_MAX)
+
+/* wal_read reads up to this much with one pread (more only for a single
+ * larger record), and keeps a buffer of at most this size between calls. */
+#define READ_CHUNK ((size_t)256 * 1024)
+
 struct segment {
     uint64_t first_index; /* index its first record has or will have */
     uint64_t last_index;  /* 0 while it holds no record */
     uint64_t size;        /* header plus records, in bytes */
+    uint32_t *offs;       /* offs[i]: where record first_index + i starts */
+    size_t offs_cap;
+};
+
+/* Terms change rarely (once per election), so they are kept as runs: each
+ * run's term holds from its first index up to the next run's. */
+struct term_run {
+    uint64_t first;
+    uint64_t term;
 };
 
 struct wal {
@@ -41,6 +60,16 @@ struct wal {
     bool broken;          /* a write or sync failed: refuse everything */
     uint64_t last_sync_ns;
 
+    /* Invariants: the records held are consecutive and end at last_index;
+     * only the last segment may hold none; runs[0].first is the first record
+     * held and runs are ascending with neighbours of different terms; no
+     * runs when no record is held. */
+    struct term_run *runs;
+    size_t nruns, runs_cap;
+
+    uint8_t *rbuf;        /* wal_read's buffer */
+    size_t rbuf_cap;
+
     uint8_t *hdrs;        /* record headers of the batch being written */
     size_t hdrs_cap;
     struct iovec *iov;
@@ -50,6 +79,91 @@ struct wal {
 static void seg_path(const struct wal *w, uint64_t first_index, char *out, size_t len)
 {
     snprintf(out, len, "%s/" SEG_PREFIX "%020" PRIu64 SEG_SUFFIX, w->dir, first_index);
+}
+
+static size_t seg_records(const struct segment *s)
+{
+    return s->last_index ? (size_t)(s->last_index - s->first_index + 1) : 0;
+}
+
+/* Makes room in s->offs for `more` records past those it holds. */
+static int reserve_offs(struct segment *s, size_t more)
+{
+    size_t need = seg_records(s) + more;
+    if (need <= s->offs_cap)
+        return 0;
+    size_t cap = s->offs_cap ? s->offs_cap : 1024;
+    while (cap < need)
+        cap *= 2;
+    uint32_t *p = realloc(s->offs, cap * sizeof *p);
+    if (!p)
+        return LKV_ENOMEM;
+    s->offs = p;
+    s->offs_cap = cap;
+    return 0;
+}
+
+/* A segment that is no longer appended to gives back its spare room. */
+static void shrink_offs(struct segment *s)
+{
+    size_t n = seg_records(s);
+    if (n == 0 || n == s->offs_cap)
+        return;
+    uint32_t *p = realloc(s->offs, n * sizeof *p);
+    if (p) {
+        s->offs = p;
+        s->offs_cap = n;
+    }
+}
+
+static int reserve_runs(struct wal *w, size_t more)
+{
+    if (w->nruns + more <= w->runs_cap)
+        return 0;
+    size_t cap = w->runs_cap ? w->runs_cap : 16;
+    while (cap < w->nruns + more)
+        cap *= 2;
+    struct term_run *p = realloc(w->runs, cap * sizeof *p);
+    if (!p)
+        return LKV_ENOMEM;
+    w->runs = p;
+    w->runs_cap = cap;
+    return 0;
+}
+
+/* Records that record `index` (the next one held) has `term`. Needs room
+ * for one more run (reserve_runs). */
+static void note_term(struct wal *w, uint64_t index, uint64_t term)
+{
+    if (w->nruns > 0 && w->runs[w->nruns - 1].term == term)
+        return;
+    assert(w->nruns < w->runs_cap);
+    w->runs[w->nruns++] = (struct term_run){.first = index, .term = term};
+}
+
+/* Forgets the terms of records from `from` on. */
+static void forget_terms_from(struct wal *w, uint64_t from)
+{
+    while (w->nruns > 0 && w->runs[w->nruns - 1].first >= from)
+        w->nruns--;
+}
+
+/* Forgets the terms of records before `first`, the new first record held,
+ * or all of them when no record is held any more. */
+static void forget_terms_before(struct wal *w, uint64_t first, bool any_held)
+{
+    if (!any_held) {
+        w->nruns = 0;
+        return;
+    }
+    size_t k = 0;
+    while (k + 1 < w->nruns && w->runs[k + 1].first <= first)
+        k++;
+    if (k > 0) {
+        memmove(w->runs, w->runs + k, (w->nruns - k) * sizeof *w->runs);
+        w->nruns -= k;
+    }
+    w->runs[0].first = first;
 }
 
 static int push_segment(struct wal *w, uint64_t first_index)
@@ -69,6 +183,7 @@ static int push_segment(struct wal *w, uint64_t first_index)
 static void remove_segment_at(struct wal *w, size_t i)
 {
     w->bytes -= w->segs[i].size;
+    free(w->segs[i].offs);
     memmove(&w->segs[i], &w->segs[i + 1], (w->nsegs - i - 1) * sizeof *w->segs);
     w->nsegs--;
 }
@@ -77,6 +192,22 @@ static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
+}
+
+/* Whether name is a segment file's; sets *first to the index in it. */
+static bool parse_seg_name(const char *name, uint64_t *first)
+{
+    size_t nl = strlen(name);
+    if (nl != strlen(SEG_PREFIX) + 20 + strlen(SEG_SUFFIX) ||
+        strncmp(name, SEG_PREFIX, strlen(SEG_PREFIX)) != 0 ||
+        strcmp(name + nl - strlen(SEG_SUFFIX), SEG_SUFFIX) != 0)
+        return false;
+    char *end;
+    uint64_t idx = strtoull(name + strlen(SEG_PREFIX), &end, 10);
+    if (end != name + strlen(SEG_PREFIX) + 20 || idx == 0)
+        return false;
+    *first = idx;
+    return true;
 }
 
 /* Lists the segment files of the directory, sorted by first index. */
@@ -91,15 +222,8 @@ static int list_segments(const char *dir, uint64_t **out, size_t *n, char *err, 
     size_t len = 0, cap = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        const char *name = de->d_name;
-        size_t nl = strlen(name);
-        if (nl != strlen(SEG_PREFIX) + 20 + strlen(SEG_SUFFIX) ||
-            strncmp(name, SEG_PREFIX, strlen(SEG_PREFIX)) != 0 ||
-            strcmp(name + nl - strlen(SEG_SUFFIX), SEG_SUFFIX) != 0)
-            continue;
-        char *end;
-        uint64_t idx = strtoull(name + strlen(SEG_PREFIX), &end, 10);
-        if (end != name + strlen(SEG_PREFIX) + 20 || idx == 0)
+        uint64_t idx;
+        if (!parse_seg_name(de->d_name, &idx))
             continue;
         if (len == cap) {
             cap = cap ? cap * 2 : 16;
@@ -228,6 +352,7 @@ struct scan {
     uint64_t after_index;
     uint64_t expected;  /* next index the log must hold */
     bool seen_any;      /* some record was read */
+    bool jumped;        /* this segment does not follow on from the ones before */
     wal_replay_cb cb;
     void *arg;
     struct wal_recovery *info;
@@ -240,6 +365,15 @@ static int scan_records(struct wal *w, struct scan *sc, struct segment *seg, con
 {
     size_t off = WAL_SEG_HDR_SIZE;
     enum wal_rec_status st = WAL_REC_OK;
+    /* Room for as many records as could fit, once: pages never touched cost
+     * nothing, and the spare room goes back once the segment is closed. */
+    size_t held = 0;
+    assert(seg_records(seg) == 0);
+    if (len > off && reserve_offs(seg, (len - off) / WAL_REC_HDR_SIZE) != 0) {
+        snprintf(err, errlen, "%s: cannot index its records: %s", path,
+                 lkv_strerror(LKV_ENOMEM));
+        return LKV_ENOMEM;
+    }
     while (off < len) {
         struct wal_rec_hdr h;
         const uint8_t *payload;
@@ -251,6 +385,21 @@ static int scan_records(struct wal *w, struct scan *sc, struct segment *seg, con
                      " was expected", path, off, h.index, sc->expected);
             return LKV_ECORRUPT;
         }
+        if (off + WAL_REC_HDR_SIZE + h.len > SEG_MAX_BYTES) {
+            snprintf(err, errlen, "%s: offset %zu: record %" PRIu64 " ends past the 4 GiB a "
+                     "segment may hold", path, off, h.index);
+            return LKV_ECORRUPT;
+        }
+        if (w->nruns == 0 || w->runs[w->nruns - 1].term != h.term) {
+            if (reserve_runs(w, 1) != 0) {
+                snprintf(err, errlen, "%s: cannot index record %" PRIu64 ": %s", path,
+                         h.index, lkv_strerror(LKV_ENOMEM));
+                return LKV_ENOMEM;
+            }
+            note_term(w, h.index, h.term);
+        }
+        assert(held < seg->offs_cap);
+        seg->offs[held++] = (uint32_t)off;
         if (h.index > sc->after_index) {
             int rc = sc->cb(&h, payload, sc->arg);
             if (rc != 0) {
@@ -328,6 +477,10 @@ static int scan_segment(struct wal *w, struct scan *sc, struct segment *seg, boo
                  "to %" PRIu64 ": records are missing", path, seg->first_index, sc->after_index);
         rc = LKV_ECORRUPT;
     } else {
+        if (seg->first_index != sc->expected) {
+            sc->jumped = true;
+            w->nruns = 0;
+        }
         sc->expected = seg->first_index;
         rc = scan_records(w, sc, seg, buf, len, last_seg, path, err, errlen);
     }
@@ -346,6 +499,31 @@ static int open_active(struct wal *w)
     struct stat st;
     w->alloc_end = fstat(w->fd, &st) == 0 ? (uint64_t)st.st_size : seg->size;
     return 0;
+}
+
+/* Forgets segs[0..k) (and their index), whose files go with the covered ones. */
+static void forget_segments(struct wal *w, size_t k)
+{
+    for (size_t i = 0; i < k; i++) {
+        w->bytes -= w->segs[i].size;
+        free(w->segs[i].offs);
+    }
+    memmove(w->segs, w->segs + k, (w->nsegs - k) * sizeof *w->segs);
+    w->nsegs -= k;
+}
+
+static void free_wal(struct wal *w)
+{
+    if (w->fd >= 0)
+        w->io->close(w->fd);
+    for (size_t i = 0; i < w->nsegs; i++)
+        free(w->segs[i].offs);
+    free(w->segs);
+    free(w->runs);
+    free(w->rbuf);
+    free(w->hdrs);
+    free(w->iov);
+    free(w);
 }
 
 static int unlink_segment(struct wal *w, uint64_t first_index)
@@ -378,28 +556,46 @@ int wal_open(const struct wal_options *opt, uint64_t after_index, wal_replay_cb 
 
     struct scan sc = {.after_index = after_index, .expected = after_index + 1, .cb = cb,
                       .arg = arg, .info = info};
+    uint64_t keep_from = after_index >= opt->retain_entries
+                             ? after_index - opt->retain_entries + 1 : 1;
     bool dropped_any = false;
-    size_t covered = 0; /* names[0..covered) are wholly covered by the snapshot */
+    size_t covered = 0;  /* names[0..covered) go once the rest proved readable */
+    size_t kept_end = 0; /* names[kept_end - 1] is the last segment kept so far */
     for (size_t i = 0; i < nnames; i++) {
         bool last = i + 1 == nnames;
-        if (!last && names[i + 1] <= after_index + 1) {
+        if (!last && names[i + 1] <= keep_from) {
             covered = i + 1;
             continue;
         }
         if ((rc = push_segment(w, names[i])) != 0)
             goto err_after_list;
         bool drop = false;
+        sc.jumped = false;
         rc = scan_segment(w, &sc, &w->segs[w->nsegs - 1], last, &drop, err, errlen);
         if (rc != 0)
             goto err_after_list;
+        w->bytes += w->segs[w->nsegs - 1].size;
         if (drop) {
-            w->nsegs--;
+            remove_segment_at(w, w->nsegs - 1);
             if ((rc = unlink_segment(w, names[i])) != 0)
                 goto err_after_list;
             dropped_any = true;
             continue;
         }
-        w->bytes += w->segs[w->nsegs - 1].size;
+        if (sc.jumped) {
+            /* What came before is covered by the snapshot and does not lead
+             * up to this segment: a hole the log cannot serve across. */
+            forget_segments(w, w->nsegs - 1);
+            covered = i;
+        }
+        kept_end = i + 1;
+    }
+    if (sc.expected - 1 < after_index && w->nsegs > 0) {
+        /* The log ends before the snapshot (one installed from a leader):
+         * all of it is covered, and none of it leads up to the next index. */
+        forget_segments(w, w->nsegs);
+        w->nruns = 0;
+        covered = kept_end;
     }
     /* A crash came between writing the snapshot and deleting these. They
      * go only now that the rest of the log has proved readable, so a
@@ -417,15 +613,14 @@ int wal_open(const struct wal_options *opt, uint64_t after_index, wal_replay_cb 
     free(names);
 
     w->last_index = sc.expected - 1 > after_index ? sc.expected - 1 : after_index;
+    for (size_t i = 0; i + 1 < w->nsegs; i++)
+        shrink_offs(&w->segs[i]);
     if (w->nsegs > 0) {
-        struct segment *tail = &w->segs[w->nsegs - 1];
-        /* A tail segment that ends before the snapshot cannot take the next
-         * index: start a fresh one. */
-        if (tail->last_index != 0 && tail->last_index < w->last_index)
-            w->rotate_next = true;
-        else if (tail->last_index == 0 && tail->first_index != w->last_index + 1)
-            w->rotate_next = true;
-        if (!w->rotate_next && open_active(w) != 0) {
+        const struct segment *tail = &w->segs[w->nsegs - 1];
+        assert(tail->last_index == w->last_index ||
+               (tail->last_index == 0 && tail->first_index == w->last_index + 1));
+        (void)tail;
+        if (open_active(w) != 0) {
             snprintf(err, errlen, "cannot open the last log segment: %s", strerror(errno));
             rc = LKV_EIO;
             goto err_after_alloc;
@@ -439,10 +634,7 @@ int wal_open(const struct wal_options *opt, uint64_t after_index, wal_replay_cb 
 err_after_list:
     free(names);
 err_after_alloc:
-    if (w->fd >= 0)
-        w->io->close(w->fd);
-    free(w->segs);
-    free(w);
+    free_wal(w);
     return rc;
 }
 
@@ -487,6 +679,8 @@ static int start_segment(struct wal *w, uint64_t first)
         w->io->close(fd);
         return LKV_EFATAL;
     }
+    if (w->nsegs > 1)
+        shrink_offs(&w->segs[w->nsegs - 2]);
     if (w->fd >= 0)
         w->io->close(w->fd);
     w->fd = fd;
@@ -568,30 +762,50 @@ static int reserve(struct wal *w, uint64_t size, uint64_t need)
     return errno == ENOSPC || errno == EDQUOT ? LKV_ENOSPC : LKV_EFATAL;
 }
 
-int wal_append(struct wal *w, const struct wal_entry *e, size_t n, uint64_t *first_index)
+/* Runs the batch would add to w->runs. */
+static size_t new_runs(const struct wal *w, const struct wal_entry *e, size_t n)
 {
-    if (w->broken)
-        return LKV_EFATAL;
-    if (n == 0)
-        return LKV_EINVAL;
+    size_t k = 0;
+    bool have = w->nruns > 0;
+    uint64_t term = have ? w->runs[w->nruns - 1].term : 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!have || e[i].term != term)
+            k++;
+        have = true;
+        term = e[i].term;
+    }
+    return k;
+}
+
+/* Writes e[0..n) as records first, first + 1, ... and publishes them in the
+ * index once durable. Everything that can fail without touching the file
+ * (sizes, memory for the index) is settled before the write, so a durable
+ * batch is always indexed. */
+static int append_batch(struct wal *w, const struct wal_entry *e, size_t n, uint64_t first)
+{
     uint64_t total = 0;
     size_t iovs = 0;
     for (size_t i = 0; i < n; i++) {
         uint64_t len = 0;
         for (int j = 0; j < e[i].iovcnt; j++)
             len += e[i].iov[j].iov_len;
-        if (len > WAL_REC_MAX_PAYLOAD)
+        /* the record codec asserts these; entries may come off the network */
+        if (len > WAL_REC_MAX_PAYLOAD || first + i == 0 ||
+            (e[i].type != WAL_REC_COMMAND && e[i].type != WAL_REC_NOOP &&
+             e[i].type != WAL_REC_CONFIG))
             return LKV_EINVAL;
         total += WAL_REC_HDR_SIZE + len;
         iovs += 1 + (size_t)e[i].iovcnt;
     }
-    if (grow_scratch(w, n, iovs) != 0)
+    if (total > SEG_MAX_BYTES - WAL_SEG_HDR_SIZE)
+        return LKV_EINVAL;
+    if (grow_scratch(w, n, iovs) != 0 || reserve_runs(w, new_runs(w, e, n)) != 0)
         return LKV_ENOMEM;
 
-    uint64_t first = w->last_index + 1;
     struct segment *seg = w->nsegs ? &w->segs[w->nsegs - 1] : NULL;
     if (!seg || w->fd < 0 || w->rotate_next ||
-        (seg->size > WAL_SEG_HDR_SIZE && seg->size + total > w->segment_bytes)) {
+        (seg->size > WAL_SEG_HDR_SIZE &&
+         (seg->size + total > w->segment_bytes || seg->size + total > SEG_MAX_BYTES))) {
         int rc = start_segment(w, first);
         if (rc != 0) {
             w->broken = rc == LKV_EFATAL;
@@ -599,6 +813,8 @@ int wal_append(struct wal *w, const struct wal_entry *e, size_t n, uint64_t *fir
         }
         seg = &w->segs[w->nsegs - 1];
     }
+    if (reserve_offs(seg, n) != 0)
+        return LKV_ENOMEM;
     int rc = reserve(w, seg->size, total);
     if (rc != 0) {
         w->broken = rc == LKV_EFATAL;
@@ -623,14 +839,49 @@ int wal_append(struct wal *w, const struct wal_entry *e, size_t n, uint64_t *fir
         return LKV_EFATAL;
     }
     w->last_sync_ns = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec));
+
+    size_t held = seg_records(seg);
+    uint64_t off = seg->size;
+    for (size_t i = 0; i < n; i++) {
+        seg->offs[held + i] = (uint32_t)off;
+        off += WAL_REC_HDR_SIZE + le_get32(w->hdrs + i * WAL_REC_HDR_SIZE + 4);
+        note_term(w, first + i, e[i].term);
+    }
     seg->size += total;
     if (seg->size > w->alloc_end)
         w->alloc_end = seg->size;
     seg->last_index = first + n - 1;
     w->bytes += total;
     w->last_index = first + n - 1;
-    *first_index = first;
     return 0;
+}
+
+int wal_append(struct wal *w, const struct wal_entry *e, size_t n, uint64_t *first_index)
+{
+    if (w->broken)
+        return LKV_EFATAL;
+    if (n == 0)
+        return LKV_EINVAL;
+    uint64_t first = w->last_index + 1;
+    int rc = append_batch(w, e, n, first);
+    if (rc == 0)
+        *first_index = first;
+    return rc;
+}
+
+int wal_append_at(struct wal *w, const struct wal_entry *e, size_t n)
+{
+    if (w->broken)
+        return LKV_EFATAL;
+    if (n == 0 || e[0].index != w->last_index + 1)
+        return LKV_EINVAL;
+    if (w->nruns > 0 && e[0].term < w->runs[w->nruns - 1].term)
+        return LKV_EINVAL;
+    for (size_t i = 1; i < n; i++) {
+        if (e[i].index != e[0].index + i || e[i].term < e[i - 1].term)
+            return LKV_EINVAL;
+    }
+    return append_batch(w, e, n, e[0].index);
 }
 
 int wal_rotate(struct wal *w)
@@ -666,34 +917,10 @@ int wal_drop_prefix(struct wal *w, uint64_t upto)
         remove_segment_at(w, 0);
         removed = true;
     }
+    if (removed)
+        forget_terms_before(w, wal_first_index(w), w->nsegs > 0 && w->segs[0].last_index != 0);
     if (removed && io_fsync_dir(w->io, w->dir) != 0)
         rc = LKV_EIO;
-    return rc;
-}
-
-/* Offset of record `index` within the segment file at `path`. */
-static int find_record(struct wal *w, const char *path, uint64_t index, uint64_t *off)
-{
-    uint8_t *buf;
-    size_t len;
-    char err[256];
-    if (read_file(w->io, path, &buf, &len, err, sizeof err) != 0)
-        return LKV_EIO;
-    size_t pos = WAL_SEG_HDR_SIZE;
-    int rc = LKV_ECORRUPT;
-    while (pos < len) {
-        struct wal_rec_hdr h;
-        const uint8_t *payload;
-        if (wal_rec_decode(buf + pos, len - pos, &h, &payload) != WAL_REC_OK)
-            break;
-        if (h.index == index) {
-            *off = pos;
-            rc = 0;
-            break;
-        }
-        pos += WAL_REC_HDR_SIZE + h.len;
-    }
-    free(buf);
     return rc;
 }
 
@@ -703,8 +930,11 @@ int wal_truncate_suffix(struct wal *w, uint64_t from)
         return LKV_EFATAL;
     if (from > w->last_index)
         return 0;
+    if (from < wal_first_index(w))
+        return LKV_ECOMPACTED;
     /* Later segments go first, newest first, so a crash midway leaves a
      * log that is a prefix of the old one. */
+    bool removed = false;
     while (w->nsegs > 1 && w->segs[w->nsegs - 1].first_index >= from) {
         if (w->fd >= 0) {
             w->io->close(w->fd);
@@ -713,32 +943,239 @@ int wal_truncate_suffix(struct wal *w, uint64_t from)
         if (unlink_segment(w, w->segs[w->nsegs - 1].first_index) != 0)
             goto err_fatal;
         remove_segment_at(w, w->nsegs - 1);
+        removed = true;
     }
-    if (io_fsync_dir(w->io, w->dir) != 0)
+    if (removed && io_fsync_dir(w->io, w->dir) != 0)
         goto err_fatal;
+    /* The segment holding from - 1, or the first one when from is the
+     * first record: the log's first index is never below its first. */
     struct segment *seg = &w->segs[w->nsegs - 1];
-    char path[4200];
-    seg_path(w, seg->first_index, path, sizeof path);
-    uint64_t off = WAL_SEG_HDR_SIZE;
-    if (from > seg->last_index)
-        off = seg->size;
-    else if (from > seg->first_index && find_record(w, path, from, &off) != 0)
-        goto err_fatal;
+    assert(from >= seg->first_index && from <= seg->last_index + 1);
+    size_t keep = (size_t)(from - seg->first_index);
+    uint64_t off = keep < seg_records(seg) ? seg->offs[keep] : seg->size;
     if (w->fd < 0 && open_active(w) != 0)
         goto err_fatal;
     if (w->io->ftruncate(w->fd, (off_t)off) != 0 || w->io->fsync(w->fd) != 0)
         goto err_fatal;
     w->bytes -= seg->size - off;
     seg->size = off;
-    seg->last_index = from > seg->first_index ? from - 1 : 0;
+    seg->last_index = keep > 0 ? from - 1 : 0;
     w->alloc_end = off;
     w->last_index = from - 1;
     w->rotate_next = false;
+    forget_terms_from(w, from);
     return 0;
 
 err_fatal:
     w->broken = true;
     return LKV_EFATAL;
+}
+
+int wal_reset(struct wal *w, uint64_t next_index)
+{
+    if (w->broken)
+        return LKV_EFATAL;
+    if (next_index == 0)
+        return LKV_EINVAL;
+    if (w->fd >= 0) {
+        w->io->close(w->fd);
+        w->fd = -1;
+    }
+    /* Newest first, as in wal_truncate_suffix: what a crash leaves is a
+     * prefix of the old log. */
+    bool removed = false;
+    while (w->nsegs > 0) {
+        if (unlink_segment(w, w->segs[w->nsegs - 1].first_index) != 0)
+            goto err_fatal;
+        remove_segment_at(w, w->nsegs - 1);
+        removed = true;
+    }
+    if (removed && io_fsync_dir(w->io, w->dir) != 0)
+        goto err_fatal;
+    w->nruns = 0;
+    w->last_index = next_index - 1;
+    w->rotate_next = false;
+    w->alloc_end = 0;
+    return 0;
+
+err_fatal:
+    w->broken = true;
+    return LKV_EFATAL;
+}
+
+/* The segment holding record `index`; first <= index <= last. */
+static size_t find_segment(const struct wal *w, uint64_t index)
+{
+    size_t lo = 0, hi = w->nsegs;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (w->segs[mid].first_index <= index)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Where record `index` of s starts and ends in its file. */
+static uint64_t rec_start(const struct segment *s, uint64_t index)
+{
+    return s->offs[index - s->first_index];
+}
+
+static uint64_t rec_end(const struct segment *s, uint64_t index)
+{
+    return index < s->last_index ? s->offs[index + 1 - s->first_index] : s->size;
+}
+
+/* Reads exactly n bytes at off: 0, LKV_EIO, or LKV_ECORRUPT when the file
+ * ends first (it is shorter than the index says). */
+static int pread_exact(const struct io_ops *io, int fd, uint8_t *p, size_t n, uint64_t off)
+{
+    while (n > 0) {
+        ssize_t r = io->pread(fd, p, n, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return LKV_EIO;
+        if (r == 0)
+            return LKV_ECORRUPT;
+        p += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return 0;
+}
+
+/* Reads records lo..hi-1 of segment s (all within it) through fd with one
+ * pread, checks each and hands it to cb. */
+static int read_span(struct wal *w, const struct segment *s, int fd, uint64_t lo, uint64_t hi,
+                     wal_read_cb cb, void *arg)
+{
+    uint64_t start = rec_start(s, lo);
+    size_t n = (size_t)(rec_end(s, hi - 1) - start);
+    if (n > w->rbuf_cap) {
+        free(w->rbuf);
+        w->rbuf_cap = 0;
+        if ((w->rbuf = malloc(n)) == NULL)
+            return LKV_ENOMEM;
+        w->rbuf_cap = n;
+    }
+    int rc = pread_exact(w->io, fd, w->rbuf, n, start);
+    size_t pos = 0;
+    for (uint64_t i = lo; rc == 0 && i < hi; i++) {
+        size_t len = (size_t)(rec_end(s, i) - rec_start(s, i));
+        struct wal_rec_hdr h;
+        const uint8_t *payload;
+        enum wal_rec_status st = wal_rec_decode(w->rbuf + pos, len, &h, &payload);
+        if (st != WAL_REC_OK || h.index != i || WAL_REC_HDR_SIZE + (size_t)h.len != len) {
+            char path[4200];
+            seg_path(w, s->first_index, path, sizeof path);
+            LOG_ERROR("event=log_read_corrupt file=%s offset=%" PRIu64 " index=%" PRIu64
+                      " status=%s", path, start + pos, i,
+                      st == WAL_REC_OK ? "misplaced" : wal_rec_status_str(st));
+            return LKV_ECORRUPT;
+        }
+        rc = cb(&h, payload, arg);
+        pos += len;
+    }
+    return rc;
+}
+
+/* The end of the next span to read from segment s, starting at idx: as many
+ * records as the budget allows, in at most READ_CHUNK bytes unless the
+ * first alone is larger. *planned and *payload count what the read has
+ * taken so far; *full is set when the budget stops it. */
+static uint64_t plan_span(const struct segment *s, uint64_t idx, uint64_t hi, size_t max_bytes,
+                          uint64_t *planned, uint64_t *payload, bool *full)
+{
+    uint64_t end = idx, start = rec_start(s, idx);
+    while (end < hi && end <= s->last_index) {
+        uint64_t len = rec_end(s, end) - rec_start(s, end) - WAL_REC_HDR_SIZE;
+        if (*planned > 0 && (*payload + len > max_bytes || *planned == INT_MAX)) {
+            *full = true;
+            break;
+        }
+        if (end > idx && rec_end(s, end) - start > READ_CHUNK)
+            break;
+        *payload += len;
+        ++*planned;
+        end++;
+    }
+    return end;
+}
+
+int wal_read(struct wal *w, uint64_t lo, uint64_t hi, size_t max_bytes, wal_read_cb cb,
+             void *arg)
+{
+    if (w->broken)
+        return LKV_EFATAL;
+    if (lo < wal_first_index(w))
+        return LKV_ECOMPACTED;
+    if (hi <= lo)
+        return LKV_EINVAL;
+    if (hi > w->last_index + 1)
+        return LKV_EUNAVAILABLE;
+    uint64_t planned = 0, payload = 0, idx = lo;
+    bool full = false;
+    int rc = 0;
+    for (size_t si = find_segment(w, lo); rc == 0 && !full && idx < hi; si++) {
+        const struct segment *s = &w->segs[si];
+        /* the segment being appended to is already open */
+        bool own_fd = si + 1 != w->nsegs || w->fd < 0;
+        int fd = w->fd;
+        if (own_fd) {
+            char path[4200];
+            seg_path(w, s->first_index, path, sizeof path);
+            if ((fd = w->io->open(path, O_RDONLY | O_CLOEXEC, 0)) < 0) {
+                rc = LKV_EIO;
+                break;
+            }
+        }
+        while (rc == 0 && !full && idx < hi && idx <= s->last_index) {
+            uint64_t end = plan_span(s, idx, hi, max_bytes, &planned, &payload, &full);
+            if (end > idx)
+                rc = read_span(w, s, fd, idx, end, cb, arg);
+            idx = end;
+        }
+        if (own_fd)
+            w->io->close(fd);
+    }
+    if (w->rbuf_cap > READ_CHUNK) {
+        free(w->rbuf);
+        w->rbuf = NULL;
+        w->rbuf_cap = 0;
+    }
+    return rc != 0 ? rc : (int)planned;
+}
+
+uint64_t wal_first_index(const struct wal *w)
+{
+    if (w->nsegs > 0 && w->segs[0].last_index != 0)
+        return w->segs[0].first_index;
+    return w->last_index + 1;
+}
+
+int wal_term_of(const struct wal *w, uint64_t index, uint64_t *term)
+{
+    if (w->broken)
+        return LKV_EFATAL;
+    if (index < wal_first_index(w))
+        return LKV_ECOMPACTED;
+    if (index > w->last_index)
+        return LKV_EUNAVAILABLE;
+    /* the last run starting at or before index */
+    size_t lo = 0, hi = w->nruns;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (w->runs[mid].first <= index)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    assert(w->nruns > 0 && w->runs[lo].first <= index);
+    *term = w->runs[lo].term;
+    return 0;
 }
 
 uint64_t wal_last_index(const struct wal *w)
@@ -756,14 +1193,26 @@ uint64_t wal_size_bytes(const struct wal *w)
     return w->bytes;
 }
 
+uint64_t wal_estimate_records(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    uint64_t bytes = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        uint64_t first;
+        struct stat st;
+        /* allocated blocks, not the size: preallocated space holds nothing */
+        if (parse_seg_name(de->d_name, &first) && fstatat(dirfd(d), de->d_name, &st, 0) == 0)
+            bytes += (uint64_t)st.st_blocks * 512;
+    }
+    closedir(d);
+    return bytes / 160;
+}
+
 void wal_close(struct wal *w)
 {
-    if (!w)
-        return;
-    if (w->fd >= 0)
-        w->io->close(w->fd);
-    free(w->segs);
-    free(w->hdrs);
-    free(w->iov);
-    free(w);
+    if (w)
+        free_wal(w);
 }

@@ -380,9 +380,9 @@ int main(int argc, char **argv)
     static const uint8_t clear[] = {3};
     struct iovec iv[3] = {{(void *)set_a, sizeof set_a}, {(void *)del_a, sizeof del_a},
                           {(void *)clear, sizeof clear}};
-    struct wal_entry e[3] = {{WAL_REC_COMMAND, 1, &iv[0], 1},
-                             {WAL_REC_COMMAND, 1, &iv[1], 1},
-                             {WAL_REC_COMMAND, 2, &iv[2], 1}};
+    struct wal_entry e[3] = {{.type = WAL_REC_COMMAND, .term = 1, .iov = &iv[0], .iovcnt = 1},
+                             {.type = WAL_REC_COMMAND, .term = 1, .iov = &iv[1], .iovcnt = 1},
+                             {.type = WAL_REC_COMMAND, .term = 2, .iov = &iv[2], .iovcnt = 1}};
     uint64_t first;
     if (wal_append(w, e, 2, &first) != 0 || wal_append(w, e + 2, 1, &first) != 0 ||
         wal_append(w, e, 3, &first) != 0) {

@@ -209,14 +209,14 @@ def test_empty_peers_environment_runs_a_single_node(start_server):
 
 
 @pytest.mark.parametrize("how", ["env", "flag"])
-def test_non_empty_peers_is_refused_with_exit_2(tmp_path, how):
+def test_malformed_peers_is_refused_with_exit_2(tmp_path, how):
     port = free_port()
     args = ["--port", str(port), "--working-dir", str(tmp_path / "d")]
     env = None
     if how == "env":
-        env = {"PEERS": "10.0.0.2:8080,10.0.0.3:8080"}
+        env = {"PEERS": "10.0.0.2:8080,not-an-address"}
     else:
-        args += ["--peers", "10.0.0.2:8080,10.0.0.3:8080"]
+        args += ["--peers", "10.0.0.2:8080,not-an-address"]
     r = run_binary(args, env=env)
     assert r.returncode == 2, f"exit {r.returncode}; stderr:\n{r.stderr}"
     lines = stderr_lines(r.stderr)

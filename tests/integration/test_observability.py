@@ -3,6 +3,7 @@
 import json
 import math
 import re
+import time
 
 import pytest
 
@@ -180,6 +181,53 @@ def test_stats_report_key_count_and_bytes(server):
     assert any(after.get(p) == 0 for p in bytes_paths), f"bytes not 0 after clear: {bytes_paths}"
 
 
+def test_stats_report_the_size_of_the_snapshot_on_disk(start_server):
+    server = start_server(args=["--checkpoint-bytes", "4096"])
+    deadline = time.monotonic() + 10
+    i = 0
+    while get_stats(server)["checkpoints"]["count"] == 0:
+        assert time.monotonic() < deadline, "no checkpoint after 4 KiB of log"
+        assert server.put(f"k{i}", "v" * 200).status == 200
+        i += 1
+    ckpt = get_stats(server)["checkpoints"]
+    snap = server.data_dir / ("snap-%020d.snap" % ckpt["last_index"])
+    assert snap.exists(), sorted(p.name for p in server.data_dir.iterdir())
+    assert ckpt["last_bytes"] == snap.stat().st_size > 64
+
+
+INDEXES = ("last_index", "durable_index", "commit_index", "applied_index")
+
+
+def log_indexes(server):
+    log = get_stats(server)["log"]
+    return tuple(log[k] for k in INDEXES)
+
+
+def test_stats_show_durable_commit_and_applied_indexes_advancing_per_write(server):
+    start = log_indexes(server)
+    assert len(set(start)) == 1, f"idle single node, yet {dict(zip(INDEXES, start))}"
+    assert server.put("a", "1").status == 200
+    assert log_indexes(server) == tuple(v + 1 for v in start)
+    assert server.put("b", "2").status == 200
+    assert server.delete("a").status == 200
+    assert server.request("DELETE", "/clear").status == 200
+    assert log_indexes(server) == tuple(v + 4 for v in start)
+    assert server.get("b").status == 404  # reads move no index
+    assert log_indexes(server) == tuple(v + 4 for v in start)
+
+
+def test_indexes_resume_where_they_were_after_a_restart(start_server):
+    server = start_server()
+    for i in range(3):
+        assert server.put(f"k{i}", "v").status == 200
+    before = log_indexes(server)
+    assert before[0] >= 3, before
+    server.restart()
+    assert log_indexes(server) == before
+    assert server.put("k9", "v").status == 200
+    assert log_indexes(server) == tuple(v + 1 for v in before)
+
+
 # --- /metrics --------------------------------------------------------------------
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+-?\d+)?$')
@@ -279,6 +327,15 @@ def test_metrics_report_the_key_count(server):
     assert server.request("DELETE", "/clear").status == 200
     _, samples = get_metrics(server)
     assert value_of(samples, "lkv_keys") == 0
+
+
+def test_metrics_show_the_log_indexes(server):
+    for i in range(2):
+        assert server.put(f"k{i}", "v").status == 200
+    _, samples = get_metrics(server)
+    want = log_indexes(server)
+    got = tuple(value_of(samples, "lkv_log_" + k) for k in INDEXES)
+    assert got == want and want[0] >= 2, (got, want)
 
 
 def test_metric_values_are_finite_where_counts_are_concerned(server):

@@ -6,6 +6,7 @@
 
 #include "raft/raft.h"
 #include "sim/memstore.h"
+#include "transport/codec.h"
 #include "util/err.h"
 
 #include <criterion/criterion.h>
@@ -94,33 +95,12 @@ static void fx_init(size_t n)
 
 static void msg_copy(struct raft_msg *dst, const struct raft_msg *src)
 {
-    *dst = *src;
-    if (src->n_entries) {
-        dst->entries = malloc(src->n_entries * sizeof *dst->entries);
-        cr_assert_not_null(dst->entries);
-        for (size_t k = 0; k < src->n_entries; k++) {
-            dst->entries[k] = src->entries[k];
-            lkv_blob_ref(dst->entries[k].data);
-        }
-    }
-    if (src->snap) {
-        dst->snap = malloc(sizeof *dst->snap);
-        cr_assert_not_null(dst->snap);
-        *dst->snap = *src->snap;
-        lkv_blob_ref(dst->snap->data);
-    }
+    cr_assert_eq(tp_msg_copy(dst, src), 0);
 }
 
 static void msg_release(struct raft_msg *m)
 {
-    for (size_t k = 0; k < m->n_entries; k++)
-        lkv_blob_unref(m->entries[k].data);
-    free(m->entries);
-    if (m->snap) {
-        lkv_blob_unref(m->snap->data);
-        free(m->snap);
-    }
-    memset(m, 0, sizeof *m);
+    tp_msg_release(m);
 }
 
 static void fx_enqueue(const struct raft_msg *m)

@@ -112,16 +112,6 @@ Test(config, bad_addr_environment_is_named)
     cr_assert(strstr(err, "ADDR") != NULL);
 }
 
-Test(config, peers_are_refused_until_clustering_exists)
-{
-    char *argv[] = {"lkv", "--peers=a:1,b:2"};
-    cr_assert_eq(parse(2, argv), CONFIG_ERROR);
-    cr_assert(strstr(err, "peers") != NULL);
-    env_vals[0][0] = "PEERS";
-    env_vals[0][1] = "a:1";
-    char *argv2[] = {"lkv"};
-    cr_assert_eq(parse(1, argv2), CONFIG_ERROR);
-}
 
 Test(config, help_and_version_exit_zero)
 {
@@ -129,4 +119,91 @@ Test(config, help_and_version_exit_zero)
     cr_assert_eq(parse(2, a1), CONFIG_EXIT_OK);
     char *a2[] = {"lkv", "--version"};
     cr_assert_eq(parse(2, a2), CONFIG_EXIT_OK);
+}
+
+Test(config, addr_defaults_to_loopback_and_the_port)
+{
+    char *argv[] = {"lkv", "--port", "9005"};
+    cr_assert_eq(parse(3, argv), CONFIG_OK);
+    cr_assert_str_eq(cfg.addr, "127.0.0.1:9005");
+    cr_assert_eq(cfg.npeers, 0);
+    cr_assert_eq(cfg.election_timeout_ms, 500);
+    cr_assert_eq(cfg.heartbeat_ms, 100);
+    cr_assert_str_eq(cfg.read_mode, "index");
+    cr_assert_eq(cfg.join, 0);
+}
+
+Test(config, addr_sets_the_port_unless_port_is_given)
+{
+    char *a1[] = {"lkv", "--addr", "node-2:7002"};
+    cr_assert_eq(parse(3, a1), CONFIG_OK);
+    cr_assert_eq(cfg.port, 7002);
+    cr_assert_str_eq(cfg.addr, "node-2:7002");
+    char *a2[] = {"lkv", "--addr=node-2:7002", "--port", "8000"};
+    cr_assert_eq(parse(4, a2), CONFIG_OK);
+    cr_assert_eq(cfg.port, 8000);
+    cr_assert_str_eq(cfg.addr, "node-2:7002");
+    env_vals[0][0] = "ADDR";
+    env_vals[0][1] = "10.1.2.3:8080";
+    char *a3[] = {"lkv"};
+    cr_assert_eq(parse(1, a3), CONFIG_OK);
+    cr_assert_str_eq(cfg.addr, "10.1.2.3:8080");
+    cr_assert_eq(cfg.port, 8080);
+    char *a4[] = {"lkv", "--port", "9999"};
+    cr_assert_eq(parse(3, a4), CONFIG_OK);
+    cr_assert_str_eq(cfg.addr, "10.1.2.3:8080");
+    cr_assert_eq(cfg.port, 9999);
+}
+
+Test(config, peers_are_trimmed_deduplicated_and_exclude_self)
+{
+    env_vals[0][0] = "ADDR";
+    env_vals[0][1] = "n1:8080";
+    env_vals[1][0] = "PEERS";
+    env_vals[1][1] = " n2:8080, n3:8080,n2:8080,n1:8080 ,";
+    char *argv[] = {"lkv"};
+    cr_assert_eq(parse(1, argv), CONFIG_OK, "%s", err);
+    cr_assert_eq(cfg.npeers, 2);
+    cr_assert_str_eq(cfg.peer[0], "n2:8080");
+    cr_assert_str_eq(cfg.peer[1], "n3:8080");
+    char *ipv6[] = {"lkv", "--peers", "[::1]:9000,[fe80::2]:9001"};
+    cr_assert_eq(parse(3, ipv6), CONFIG_OK, "%s", err);
+    cr_assert_eq(cfg.npeers, 2);
+}
+
+Test(config, bad_cluster_options_name_themselves)
+{
+    struct {
+        const char *arg, *needle;
+    } cases[] = {
+        {"--peers=n2:8080,nope", "peers"},      {"--peers=n2:0", "peers"},
+        {"--peers=a b:80", "peers"},            {"--addr=nohost", "addr"},
+        {"--addr=:80", "addr"},                 {"--read-mode=fast", "read-mode"},
+        {"--heartbeat-ms=600", "heartbeat-ms"}, {"--election-timeout-ms=5", "election-timeout-ms"},
+        {"--join=yes", "join"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *argv[] = {"lkv", (char *)cases[i].arg};
+        cr_assert_eq(parse(2, argv), CONFIG_ERROR, "%s was accepted", cases[i].arg);
+        cr_assert(strstr(err, cases[i].needle), "%s: '%s'", cases[i].arg, err);
+        cr_assert_null(strchr(err, '\n'));
+    }
+}
+
+Test(config, join_from_flag_or_environment)
+{
+    char *a1[] = {"lkv", "--join"};
+    cr_assert_eq(parse(2, a1), CONFIG_OK);
+    cr_assert_eq(cfg.join, 1);
+    env_vals[0][0] = "JOIN";
+    env_vals[0][1] = "1";
+    env_vals[1][0] = "CLUSTER_SECRET";
+    env_vals[1][1] = "s3cret";
+    char *a2[] = {"lkv"};
+    cr_assert_eq(parse(1, a2), CONFIG_OK);
+    cr_assert_eq(cfg.join, 1);
+    cr_assert_str_eq(cfg.cluster_secret, "s3cret");
+    env_vals[0][1] = "0";
+    cr_assert_eq(parse(1, a2), CONFIG_OK);
+    cr_assert_eq(cfg.join, 0);
 }

@@ -217,3 +217,74 @@ Test(kv_cmd, payload_len_per_op)
     cr_assert_eq(kv_cmd_payload_len(KV_OP_DELETE, 7, 0), 12);
     cr_assert_eq(kv_cmd_payload_len(KV_OP_CLEAR, 0, 0), 1);
 }
+
+/* ---- kv_cmd_encode: the bytes a write request carries ---- */
+
+Test(kv_cmd, encode_writes_exactly_what_the_writer_used_to_frame)
+{
+    const char key[] = {'k', 0x00, (char)0xFF};
+    const char val[] = {'v', 0x00, 'w'};
+    const struct {
+        uint8_t op;
+        const void *key;
+        size_t klen;
+        const void *val;
+        size_t vlen;
+    } cases[] = {
+        {KV_OP_SET, key, sizeof key, val, sizeof val},
+        {KV_OP_SET, key, 1, NULL, 0},
+        {KV_OP_DELETE, key, sizeof key, NULL, 0},
+        {KV_OP_CLEAR, NULL, 0, NULL, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t want[32], got[32];
+        memset(got, 0xEE, sizeof got);
+        size_t n = build(want, cases[i].op, cases[i].key, cases[i].klen, cases[i].val,
+                         cases[i].vlen);
+        cr_assert_eq(kv_cmd_encode(got, sizeof got, cases[i].op, cases[i].key, cases[i].klen,
+                                   cases[i].val, cases[i].vlen),
+                     n, "case %zu", i);
+        cr_assert_arr_eq(got, want, n, "case %zu", i);
+        cr_assert_eq(got[n], 0xEE, "case %zu: wrote past the command", i);
+    }
+}
+
+Test(kv_cmd, encode_round_trips_through_decode)
+{
+    uint8_t buf[64];
+    size_t n = kv_cmd_encode(buf, sizeof buf, KV_OP_SET, "key", 3, "value", 5);
+    cr_assert_eq(n, 13);
+    struct kv_cmd c;
+    cr_assert_eq(kv_cmd_decode(buf, n, &c), 0);
+    cr_assert_eq(c.op, KV_OP_SET);
+    cr_assert_eq(c.klen, 3);
+    cr_assert_arr_eq(c.key, "key", 3);
+    cr_assert_eq(c.vlen, 5);
+    cr_assert_arr_eq(c.value, "value", 5);
+}
+
+Test(kv_cmd, encode_refuses_a_short_buffer_and_writes_nothing)
+{
+    uint8_t buf[16];
+    memset(buf, 0xEE, sizeof buf);
+    cr_assert_eq(kv_cmd_encode(buf, 12, KV_OP_SET, "key", 3, "value", 5), 0);
+    cr_assert_eq(kv_cmd_encode(buf, 7, KV_OP_DELETE, "key", 3, NULL, 0), 0);
+    cr_assert_eq(kv_cmd_encode(buf, 0, KV_OP_CLEAR, NULL, 0, NULL, 0), 0);
+    for (size_t i = 0; i < sizeof buf; i++)
+        cr_assert_eq(buf[i], 0xEE, "byte %zu written", i);
+    cr_assert_eq(kv_cmd_encode(buf, 13, KV_OP_SET, "key", 3, "value", 5), 13);
+}
+
+/* How the HTTP layer fills a PUT: the head first, the value at the offset
+ * the head's encoding returns, as it arrives. */
+Test(kv_cmd, set_head_then_value_equals_the_whole_command)
+{
+    uint8_t whole[32], pieces[32];
+    size_t n = kv_cmd_encode(whole, sizeof whole, KV_OP_SET, "kk", 2, "0123456789", 10);
+    size_t at = kv_cmd_encode(pieces, sizeof pieces, KV_OP_SET, "kk", 2, NULL, 0);
+    cr_assert_eq(at, 7);
+    memcpy(pieces + at, "01234", 5);
+    memcpy(pieces + at + 5, "56789", 5);
+    cr_assert_eq(at + 10, n);
+    cr_assert_arr_eq(pieces, whole, n);
+}

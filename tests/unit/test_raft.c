@@ -558,6 +558,65 @@ Test(raft, removed_configuration_entry_is_undone_when_its_suffix_is_cut)
                  "a cut configuration entry stayed in force");
 }
 
+/* Found by the simulator (seed 12): the acknowledgement that commits a
+ * joint configuration makes the leader leave it, which rebuilt the
+ * progress table under the handler's feet; the member that acknowledged
+ * (only in the old set) was then written through a freed progress. */
+Test(raft, ack_that_completes_a_joint_commit_from_a_leaving_member)
+{
+    struct raft_membership c = fx_conf(3, 1); /* voters 1,2,3; learner 4 */
+    fx_init_conf(4, &c, NULL);
+    fx_elect(1);
+    fx_tick_all(3);
+    struct raft_membership j = c; /* old {1,2,3} -> new {1,4} */
+    for (size_t k = 0; k < j.n; k++) {
+        raft_id id = j.m[k].id;
+        j.m[k].flags = (uint8_t)((id <= 3 ? RAFT_VOTER_OUT : 0) |
+                                 (id == 1 || id == 4 ? RAFT_VOTER_IN : 0));
+    }
+    FX.cut[2][1] = FX.cut[3][1] = true;
+    uint64_t ji = propose_conf(1, &j, 0);
+    fx_settle(); /* node 4 has acknowledged; the old set has not */
+    cr_assert_lt(fx_status(1).commit, ji);
+    FX.cut[3][1] = false; /* node 3's answer completes the old majority */
+    fx_tick_all(4);
+    cr_assert_geq(fx_status(1).commit, ji);
+    fx_tick_all(6);
+    const struct raft_membership *now = raft_membership_current(FX.node[1].r);
+    cr_assert_not(raft_membership_joint(now));
+    cr_assert_null(raft_membership_find(now, 3));
+    cr_assert_eq(fx_status(1).role, RAFT_LEADER);
+}
+
+/* Found by the simulator (seed 95): a leader demoted itself, lost
+ * leadership before that committed, and was then the only one holding the
+ * entry; it would not campaign (not a voter in its newest configuration)
+ * and the other voter could not win its vote (shorter log). */
+Test(raft, leader_demoted_by_an_uncommitted_entry_can_still_restore_a_leader)
+{
+    fx_init(2);
+    fx_elect(1);
+    fx_tick_all(3);
+    struct raft_membership c = fx_conf(2, 0);
+    c.m[0].flags = 0; /* node 1 becomes a learner */
+    FX.cut[1][2] = true; /* node 2 never receives the demotion */
+    propose_conf(1, &c, 0);
+    for (int k = 0; k < 30; k++) {
+        raft_tick(FX.node[1].r);
+        fx_settle();
+    }
+    cr_assert_neq(fx_status(1).role, RAFT_LEADER, "check-quorum should have deposed node 1");
+    FX.cut[1][2] = false;
+    bool led = false;
+    for (int k = 0; k < 400 && !led; k++) {
+        fx_tick_all(1);
+        const struct raft_membership *on2 = raft_membership_current(FX.node[2].r);
+        led = fx_status(2).role == RAFT_LEADER && raft_membership_find(on2, 1)->flags == 0 &&
+              fx_status(2).commit == fx_status(2).last_index;
+    }
+    cr_assert(led, "no leader after the heal: the cluster is stuck");
+}
+
 Test(raft, invalid_changes_are_refused)
 {
     fx_init(3);

@@ -106,3 +106,25 @@ Test(reclaim, failed_unlink_keeps_file_and_leaks_nothing)
     unlink(path);
     cr_assert_eq(fds_open_on(path), 0);
 }
+
+/* Two stores in one process share the thread: the first to stop must not
+ * end it under the other. */
+Test(reclaim, thread_runs_until_its_last_user_stops)
+{
+    cr_assert_eq(reclaim_start(), 0);
+    cr_assert_eq(reclaim_start(), 0);
+    reclaim_stop();
+    char path[64];
+    /* sparse: 256 steps with a pause after each, half a second at least */
+    make_file(path, sizeof path, (off_t)2 << 30);
+    cr_assert_eq(reclaim_unlink(NULL, path), 0);
+    /* Queued, so still open; without the thread it would be closed at once. */
+    cr_assert_eq(fds_open_on(path), 1, "the thread stopped while a user was left");
+    reclaim_stop();
+    cr_assert_eq(fds_open_on(path), 0, "%s still open after the last stop", path);
+
+    reclaim_stop(); /* unmatched: nothing happens */
+    make_file(path, sizeof path, 4096);
+    cr_assert_eq(reclaim_unlink(NULL, path), 0);
+    cr_assert_eq(fds_open_on(path), 0);
+}

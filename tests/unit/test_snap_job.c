@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -109,7 +110,8 @@ static int load_cb(const char *key, size_t klen, const char *value, size_t vlen,
     return 0;
 }
 
-static int run_job(struct snap_job *j, struct kv_map *m, bool churn, bool clear_midway)
+static int run_job(struct snap_job *j, struct kv_map *m, bool churn, bool clear_midway,
+                   struct snap_info *info)
 {
     unsigned rnd = 7;
     int result = 0, steps = 0;
@@ -131,7 +133,7 @@ static int run_job(struct snap_job *j, struct kv_map *m, bool churn, bool clear_
                 kv_detached_free(d);
             }
         }
-        if (snap_poll(j, false, &result))
+        if (snap_poll(j, false, &result, info))
             return result;
         struct timespec ts = {0, 200000};
         nanosleep(&ts, NULL);
@@ -150,7 +152,8 @@ Test(snap_job, fed_while_changing_loads_back_exactly_once, .init = make_dir, .fi
     }
     struct snap_job *j;
     cr_assert_eq(snap_start(dir, NULL, m, 42, 0, &j), 0);
-    cr_assert_eq(run_job(j, m, true, false), 0);
+    struct snap_info done;
+    cr_assert_eq(run_job(j, m, true, false, &done), 0);
     snap_job_free(j);
     cr_assert_eq(count_files(".tmp"), 0);
 
@@ -158,6 +161,11 @@ Test(snap_job, fed_while_changing_loads_back_exactly_once, .init = make_dir, .fi
     uint64_t index;
     cr_assert_eq(snap_find_latest(dir, path, sizeof path, &index), 1);
     cr_assert_eq(index, 42);
+    /* what the job reports is what is on disk */
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert_eq(done.index, 42);
+    cr_assert_eq(done.bytes, (uint64_t)st.st_size);
     static struct loaded l;
     memset(&l, 0, sizeof l);
     struct snap_info info;
@@ -173,6 +181,7 @@ Test(snap_job, fed_while_changing_loads_back_exactly_once, .init = make_dir, .fi
     for (int i = 0; i < KEYS; i++)
         touched += (uint64_t)l.touched[i];
     cr_assert_eq(info.records, KEYS + touched);
+    cr_assert_eq(done.records, info.records);
     kv_map_free(m);
 }
 
@@ -197,7 +206,7 @@ Test(snap_job, clear_during_walk_abandons_without_a_file, .init = make_dir, .fin
 {
     struct snap_job *j;
     struct kv_map *m = start_on_full_map(7, &j);
-    cr_assert_eq(run_job(j, m, true, true), LKV_ERESTART);
+    cr_assert_eq(run_job(j, m, true, true, NULL), LKV_ERESTART);
     snap_job_free(j);
     assert_no_files_left();
     kv_map_free(m);
@@ -209,7 +218,7 @@ Test(snap_job, waiting_on_an_unfed_job_abandons_it, .init = make_dir, .fini = re
     struct kv_map *m = start_on_full_map(9, &j);
     cr_assert_gt(snap_feed(j, 1), 0);
     int result = 0;
-    cr_assert_eq(snap_poll(j, true, &result), 1);
+    cr_assert_eq(snap_poll(j, true, &result, NULL), 1);
     cr_assert_eq(result, LKV_ERESTART);
     snap_job_free(j);
     assert_no_files_left();
@@ -226,7 +235,9 @@ Test(snap_job, empty_map_gives_an_empty_snapshot, .init = make_dir, .fini = remo
     cr_assert_not_null(m);
     struct snap_job *j;
     cr_assert_eq(snap_start(dir, NULL, m, 3, 0, &j), 0);
-    cr_assert_eq(run_job(j, m, false, false), 0);
+    struct snap_info done;
+    cr_assert_eq(run_job(j, m, false, false, &done), 0);
+    cr_assert_eq(done.bytes, SNAP_HDR_SIZE);
     snap_job_free(j);
     char path[600];
     uint64_t index;

@@ -24,21 +24,32 @@ static const struct stats_gauges gauges = {
     .bytes = 2222,
     .log_bytes = 333,
     .last_index = 44,
+    .durable_index = 46,
+    .commit_index = 45,
+    .applied_index = 44,
     .uptime_s = 55,
     .connections = 6,
 };
 
-static void reset(void)
+static struct stats *st;
+
+static void setup(void)
 {
-    stats_reset();
+    st = stats_new();
+    cr_assert_not_null(st);
 }
 
-TestSuite(stats, .init = reset);
+static void teardown(void)
+{
+    stats_free(st);
+}
+
+TestSuite(stats, .init = setup, .fini = teardown);
 
 static char *render_json(void)
 {
     struct buf b = {0};
-    cr_assert_eq(stats_render_json(&b, &gauges), 0);
+    cr_assert_eq(stats_render_json(st, &b, &gauges), 0);
     char *s = buf_take(&b, NULL);
     cr_assert_not_null(s);
     return s;
@@ -47,7 +58,7 @@ static char *render_json(void)
 static char *render_prom(void)
 {
     struct buf b = {0};
-    cr_assert_eq(stats_render_prometheus(&b, &gauges), 0);
+    cr_assert_eq(stats_render_prometheus(st, &b, &gauges), 0);
     char *s = buf_take(&b, NULL);
     cr_assert_not_null(s);
     return s;
@@ -221,7 +232,8 @@ Test(stats, json_is_valid_and_lists_every_route_when_idle)
         assert_contains(doc, needle);
     }
     assert_contains(doc, "{\"uptime_s\":55,\"keys\":11,\"bytes\":2222,\"connections\":6,");
-    assert_contains(doc, "\"log_bytes\":333,\"last_index\":44");
+    assert_contains(doc, "\"log_bytes\":333,\"last_index\":44,\"durable_index\":46,"
+                         "\"commit_index\":45,\"applied_index\":44}");
     assert_contains(doc, "\"latency_us\":{\"min\":0,\"avg\":0.00,\"p50\":0,");
     free(doc);
 }
@@ -229,10 +241,10 @@ Test(stats, json_is_valid_and_lists_every_route_when_idle)
 Test(stats, json_counts_requests_by_route_and_status)
 {
     for (int i = 0; i < 3; i++)
-        stats_record_request(ROUTE_KV_PUT, 200, 1000);
-    stats_record_request(ROUTE_KV_GET, 404, 10);
-    stats_record_request(ROUTE_KV_GET, 418, 10); /* not a tracked code */
-    stats_record_request(ROUTE_OTHER, 405, 10);
+        stats_record_request(st, ROUTE_KV_PUT, 200, 1000);
+    stats_record_request(st, ROUTE_KV_GET, 404, 10);
+    stats_record_request(st, ROUTE_KV_GET, 418, 10); /* not a tracked code */
+    stats_record_request(st, ROUTE_OTHER, 405, 10);
     char *doc = render_json();
     cr_assert(json_valid(doc), "invalid JSON:\n%s", doc);
     assert_contains(doc, "\"kv_put\":{\"count\":3,\"status\":{\"200\":3,");
@@ -248,9 +260,9 @@ Test(stats, json_counts_requests_by_route_and_status)
 
 Test(stats, json_latency_summary_is_exact_for_small_values)
 {
-    stats_record_request(ROUTE_KV_GET, 200, 10);
-    stats_record_request(ROUTE_KV_GET, 200, 30);
-    stats_record_request(ROUTE_KV_GET, 200, 20);
+    stats_record_request(st, ROUTE_KV_GET, 200, 10);
+    stats_record_request(st, ROUTE_KV_GET, 200, 30);
+    stats_record_request(st, ROUTE_KV_GET, 200, 20);
     char *doc = render_json();
     assert_contains(doc, "\"kv_get\":{\"count\":3,");
     assert_contains(doc, "\"latency_us\":{\"min\":10,\"avg\":20.00,\"p50\":20,\"p90\":30,"
@@ -260,11 +272,11 @@ Test(stats, json_latency_summary_is_exact_for_small_values)
 
 Test(stats, json_shows_log_checkpoint_and_recovery_figures)
 {
-    stats_record_batch(3, 300, 40);
-    stats_record_batch(5, 500, 60);
-    stats_record_checkpoint(1500, 42, 4096);
-    stats_record_checkpoint(2500, 99, 8192);
-    stats_record_recovery(777, 7, 11);
+    stats_record_batch(st, 3, 300, 40);
+    stats_record_batch(st, 5, 500, 60);
+    stats_record_checkpoint(st, 1500, 42, 4096);
+    stats_record_checkpoint(st, 2500, 99, 8192);
+    stats_record_recovery(st, 777, 7, 11);
     char *doc = render_json();
     cr_assert(json_valid(doc), "invalid JSON:\n%s", doc);
     assert_contains(doc, "\"log\":{\"batches\":2,\"records\":8,");
@@ -282,11 +294,11 @@ Test(stats, json_shows_log_checkpoint_and_recovery_figures)
 
 Test(stats, reset_zeroes_everything)
 {
-    stats_record_request(ROUTE_KV_PUT, 200, 5);
-    stats_record_batch(1, 10, 10);
-    stats_record_checkpoint(1, 2, 3);
-    stats_record_recovery(1, 2, 3);
-    stats_reset();
+    stats_record_request(st, ROUTE_KV_PUT, 200, 5);
+    stats_record_batch(st, 1, 10, 10);
+    stats_record_checkpoint(st, 1, 2, 3);
+    stats_record_recovery(st, 1, 2, 3);
+    stats_reset(st);
     char *doc = render_json();
     assert_contains(doc, "\"kv_put\":{\"count\":0,");
     assert_contains(doc, "\"log\":{\"batches\":0,\"records\":0,");
@@ -295,6 +307,27 @@ Test(stats, reset_zeroes_everything)
                          "\"last_duration_us\":0,\"last_index\":0,\"last_bytes\":0,");
     assert_contains(doc, "\"recovery\":{\"duration_us\":0,\"snapshot_index\":0,\"replayed\":0}");
     free(doc);
+}
+
+/* Two servers in one process (tests) must not count into each other. */
+Test(stats, two_instances_count_apart)
+{
+    struct stats *other = stats_new();
+    cr_assert_not_null(other);
+    stats_record_request(st, ROUTE_KV_PUT, 200, 10);
+    stats_record_request(st, ROUTE_KV_PUT, 200, 10);
+    stats_record_batch(other, 7, 700, 1);
+    char *doc = render_json();
+    assert_contains(doc, "\"kv_put\":{\"count\":2,");
+    assert_contains(doc, "\"log\":{\"batches\":0,\"records\":0,");
+    free(doc);
+    struct buf b = {0};
+    cr_assert_eq(stats_render_json(other, &b, &gauges), 0);
+    doc = buf_take(&b, NULL);
+    assert_contains(doc, "\"kv_put\":{\"count\":0,");
+    assert_contains(doc, "\"log\":{\"batches\":1,\"records\":7,");
+    free(doc);
+    stats_free(other);
 }
 
 Test(stats, route_names_are_stable)
@@ -307,7 +340,7 @@ Test(stats, route_names_are_stable)
 
 Test(stats, out_of_range_route_is_counted_as_other)
 {
-    stats_record_request(ROUTE__COUNT, 200, 1);
+    stats_record_request(st, ROUTE__COUNT, 200, 1);
     char *doc = render_json();
     assert_contains(doc, "\"other\":{\"count\":1,");
     free(doc);
@@ -317,8 +350,8 @@ Test(stats, render_into_failed_buffer_reports_enomem)
 {
     struct buf b = {0};
     b.failed = 1;
-    cr_assert_eq(stats_render_json(&b, &gauges), LKV_ENOMEM);
-    cr_assert_eq(stats_render_prometheus(&b, &gauges), LKV_ENOMEM);
+    cr_assert_eq(stats_render_json(st, &b, &gauges), LKV_ENOMEM);
+    cr_assert_eq(stats_render_prometheus(st, &b, &gauges), LKV_ENOMEM);
     buf_free(&b);
 }
 
@@ -328,7 +361,7 @@ static void *requests_cb(void *arg)
 {
     unsigned status = *(const unsigned *)arg;
     for (uint64_t i = 0; i < PER_THREAD; i++)
-        stats_record_request(ROUTE_KV_PUT, status, i);
+        stats_record_request(st, ROUTE_KV_PUT, status, i);
     return NULL;
 }
 
@@ -578,12 +611,12 @@ static void assert_prom_valid(const char *text)
 static void record_spread(void)
 {
     for (uint64_t v = 1; v < 20000000; v = v * 3 / 2 + 1) {
-        stats_record_request(ROUTE_KV_GET, 200, v);
-        stats_record_request(ROUTE_KV_PUT, v % 2 ? 200 : 507, v);
-        stats_record_batch(v % 100 + 1, v, v);
-        stats_record_checkpoint(v * 10, v, v);
+        stats_record_request(st, ROUTE_KV_GET, 200, v);
+        stats_record_request(st, ROUTE_KV_PUT, v % 2 ? 200 : 507, v);
+        stats_record_batch(st, v % 100 + 1, v, v);
+        stats_record_checkpoint(st, v * 10, v, v);
     }
-    stats_record_recovery(1234567, 5, 6);
+    stats_record_recovery(st, 1234567, 5, 6);
 }
 
 Test(stats, prometheus_checker_rejects_broken_expositions)
@@ -636,11 +669,11 @@ Test(stats, prometheus_is_well_formed_after_traffic)
 Test(stats, prometheus_reports_known_figures_in_base_units)
 {
     for (int i = 0; i < 3; i++)
-        stats_record_request(ROUTE_KV_PUT, 200, 400);
-    stats_record_request(ROUTE_KV_PUT, 200, 1500000);
-    stats_record_batch(4, 1000, 2000);
-    stats_record_checkpoint(3000000, 12, 65536);
-    stats_record_recovery(1500, 3, 9);
+        stats_record_request(st, ROUTE_KV_PUT, 200, 400);
+    stats_record_request(st, ROUTE_KV_PUT, 200, 1500000);
+    stats_record_batch(st, 4, 1000, 2000);
+    stats_record_checkpoint(st, 3000000, 12, 65536);
+    stats_record_recovery(st, 1500, 3, 9);
     char *text = render_prom();
     assert_contains(text, "# TYPE lkv_http_requests_total counter\n");
     assert_contains(text, "lkv_http_requests_total{route=\"kv_put\",code=\"200\"} 4\n");
@@ -670,6 +703,9 @@ Test(stats, prometheus_reports_known_figures_in_base_units)
     assert_contains(text, "lkv_log_fsync_duration_seconds_bucket{le=\"0.0025\"} 1\n");
     assert_contains(text, "lkv_log_bytes 333\n");
     assert_contains(text, "lkv_log_last_index 44\n");
+    assert_contains(text, "lkv_log_durable_index 46\n");
+    assert_contains(text, "lkv_log_commit_index 45\n");
+    assert_contains(text, "lkv_log_applied_index 44\n");
     assert_contains(text, "lkv_checkpoints_total 1\n");
     assert_contains(text, "lkv_checkpoint_duration_seconds_sum 3.000000\n");
     assert_contains(text, "lkv_checkpoint_last_duration_seconds 3.000000\n");
@@ -695,7 +731,7 @@ static char *capture_summary(void)
     int saved = dup(STDERR_FILENO);
     cr_assert_geq(saved, 0);
     cr_assert_geq(dup2(fileno(tmp), STDERR_FILENO), 0);
-    stats_log_summary();
+    stats_log_summary(st);
     dup2(saved, STDERR_FILENO);
     close(saved);
     cr_assert_eq(fseek(tmp, 0, SEEK_END), 0);
@@ -720,10 +756,10 @@ static int count_lines(const char *s)
 Test(stats, log_summary_has_one_line_per_route_that_saw_requests)
 {
     log_threshold = LOG_LVL_INFO;
-    stats_record_request(ROUTE_KV_PUT, 200, 10);
-    stats_record_request(ROUTE_KV_PUT, 200, 20);
-    stats_record_request(ROUTE_KV_PUT, 507, 30);
-    stats_record_request(ROUTE_HEALTH, 503, 5);
+    stats_record_request(st, ROUTE_KV_PUT, 200, 10);
+    stats_record_request(st, ROUTE_KV_PUT, 200, 20);
+    stats_record_request(st, ROUTE_KV_PUT, 507, 30);
+    stats_record_request(st, ROUTE_HEALTH, 503, 5);
     char *text = capture_summary();
     cr_assert_eq(count_lines(text), 2, "got:\n%s", text);
     assert_contains(text, "level=info event=request_summary route=kv_put count=3 200=2 507=1 "
@@ -737,7 +773,7 @@ Test(stats, log_summary_has_one_line_per_route_that_saw_requests)
 Test(stats, log_summary_is_silent_without_requests)
 {
     log_threshold = LOG_LVL_INFO;
-    stats_record_batch(1, 1, 1);
+    stats_record_batch(st, 1, 1, 1);
     char *text = capture_summary();
     cr_assert_str_eq(text, "");
     free(text);
