@@ -18,9 +18,20 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 BIN     := $(BUILD)/little-key-value
+SIM_SRC := $(sort $(wildcard tests/sim/*.c))
+SIM_BIN := $(BUILD)/tests/sim
 
-.PHONY: all setup run test test-only test-san unit integration crash cluster-test cluster sanitize \
-        tsan fuzz bench clean format torture
+# make sim runs SEEDS seeds from SIM_START (or SEED=X alone); make test runs
+# SIM_SEEDS. Both split the seeds over SIM_JOBS processes.
+SEEDS     ?= 2000
+SIM_START ?= 1
+SIM_SEEDS ?= 8000
+SIM_JOBS  ?= 2
+SIM_SAN_SEEDS ?= 2000
+SIM_ARGS  ?=
+
+.PHONY: all setup run test test-only test-san unit integration crash cluster-test cluster sim \
+        sim-test sim-asan sanitize tsan fuzz bench clean format torture
 
 all: $(BIN)
 
@@ -47,6 +58,11 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/liblkv.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(UNIT_INC) -Itests/unit -Itests $< $(filter tests/sim/%.c,$^) -o $@ $(LDFLAGS) $(BUILD)/liblkv.a -lcriterion $(MHD_LIBS) -lm
 
+# The deterministic cluster simulator over the Raft core (tests/sim/README.md).
+$(SIM_BIN): $(SIM_SRC) $(wildcard tests/sim/*.h) $(BUILD)/liblkv.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/sim $(SIM_SRC) -o $@ $(LDFLAGS) $(BUILD)/liblkv.a -lm
+
 # LD_PRELOAD shim that makes selected file-system calls fail on demand.
 $(BUILD)/tests/libfaultinject.so: tests/crash/faultinject.c
 	@mkdir -p $(dir $@)
@@ -66,11 +82,11 @@ run: setup
 test: setup
 	@$(MAKE) --no-print-directory test-only
 
-test-only: unit integration crash cluster-test
+test-only: unit sim-test integration crash cluster-test
 
 # What the sanitizer builds run: everything but the real-process cluster
 # tests (minutes of namespaces under a sanitizer add little there).
-test-san: unit integration crash
+test-san: unit sim-test integration crash
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t --jobs 2; done
@@ -87,20 +103,34 @@ cluster: setup
 	@$(MAKE) --no-print-directory all
 	@bash scripts/local-cluster.sh
 
+sim: $(SIM_BIN)
+	$(SIM_BIN) $(if $(SEED),--seed $(SEED),--seeds $(SEEDS) --start $(SIM_START) --jobs $(SIM_JOBS)) \
+	  $(SIM_ARGS)
+
+sim-test: $(SIM_BIN)
+	$(SIM_BIN) --seeds $(SIM_SEEDS) --jobs $(SIM_JOBS)
+
 crash: $(BIN) $(BUILD)/tests/libfaultinject.so
 	LKV_BIN=$(abspath $(BIN)) LKV_FAULT_LIB=$(abspath $(BUILD)/tests/libfaultinject.so) \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/crash
 
 sanitize: setup
 	@LKV_PRELOAD_FIRST=$$($(CC) -print-file-name=libasan.so) \
-	  $(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
+	  $(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 SIM_SEEDS=$(SIM_SAN_SEEDS) \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
 	  test-san
+
+# Only the simulator, under ASan+UBSan (LeakSanitizer checks every run frees all).
+sim-asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 SIM_SEEDS=$(SIM_SAN_SEEDS) \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
+	  sim-test
 
 tsan: setup
 	@LKV_PRELOAD_FIRST=$$($(CC) -print-file-name=libtsan.so) \
 	  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 atexit_sleep_ms=0" $(MAKE) --no-print-directory \
-	  BUILD=build/tsan OPT=-O1 SAN="-fsanitize=thread" UNIT_INC=-Itests/unit/tsan test-san
+	  BUILD=build/tsan OPT=-O1 SAN="-fsanitize=thread" UNIT_INC=-Itests/unit/tsan \
+	  SIM_SEEDS=$(SIM_SAN_SEEDS) test-san
 
 fuzz:
 	@bash scripts/setup.sh --with-fuzz
