@@ -1,0 +1,272 @@
+/* Unit tests for node/loop: three loop threads in one process, each with its
+ * own data directory, map and Raft core, joined by an in-process network
+ * behind the transport interface (messages handed straight to the other
+ * loop's inbox; links can be cut). They elect a leader, replicate writes
+ * into every map, refuse writes and reads on followers, and move on when the
+ * leader is cut off. */
+#include <criterion/criterion.h>
+
+#include "kv/kv_cmd.h"
+#include "node/ident.h"
+#include "node/loop.h"
+#include "transport/codec.h"
+#include "util/clock.h"
+#include "util/err.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define N 3
+
+struct node {
+    char dir[64];
+    char addr[32];
+    struct kv_map *map;
+    struct apply *apply;
+    struct recover_result rec;
+    struct stats *stats;
+    struct loop *loop;
+};
+
+static struct node nodes[N];
+static atomic_bool cut[N][N]; /* cut[a][b]: a's messages to b are lost */
+
+static int index_of(raft_id id)
+{
+    for (int i = 0; i < N; i++) {
+        if (ident_member_id(nodes[i].addr) == id)
+            return i;
+    }
+    return -1;
+}
+
+/* The fake network: a message goes straight into the recipient's inbox,
+ * as a batch of one, unless the link is cut. */
+static void fake_send(void *ctx, const struct raft_msg *m)
+{
+    int from = (int)(intptr_t)ctx, to = index_of(m->to);
+    if (to < 0 || atomic_load(&cut[from][to]) || !nodes[to].loop)
+        return;
+    struct tp_batch b = {.hdr = {.from = m->from, .to = m->to}, .n = 1};
+    b.msgs = calloc(1, sizeof *b.msgs);
+    cr_assert_not_null(b.msgs);
+    cr_assert_eq(tp_msg_copy(&b.msgs[0], m), 0);
+    loop_deliver(nodes[to].loop, &b);
+}
+
+static int fake_set_peers(void *ctx, const struct raft_membership *c, raft_id self)
+{
+    (void)ctx;
+    (void)c;
+    (void)self;
+    return 0;
+}
+
+static void start_node(int i)
+{
+    struct node *n = &nodes[i];
+    snprintf(n->dir, sizeof n->dir, "/tmp/test_loop.XXXXXX");
+    cr_assert_not_null(mkdtemp(n->dir));
+    snprintf(n->addr, sizeof n->addr, "node-%d:7000", i);
+    char peers[N - 1][128];
+    int k = 0;
+    for (int j = 0; j < N; j++) {
+        if (j != i)
+            snprintf(peers[k++], sizeof peers[0], "node-%d:7000", j);
+    }
+    n->map = kv_map_new();
+    n->apply = apply_new(n->map);
+    n->stats = stats_new();
+    char err[512];
+    struct recover_config rc = {.dir = n->dir, .io = &io_libc, .map = n->map, .apply = n->apply,
+                                .stats = n->stats, .self = n->addr,
+                                .peers = (const char(*)[128])peers, .npeers = N - 1,
+                                .retain_entries = 100};
+    cr_assert_eq(recover_load(&rc, &n->rec, err, sizeof err), 0, "%s", err);
+    struct loop_config lc = {.dir = n->dir, .io = &io_libc, .map = n->map, .apply = n->apply,
+                             .rec = &n->rec, .self = n->addr, .checkpoint_bytes = 64u << 20,
+                             .election_timeout_ms = 60, .heartbeat_ms = 10,
+                             .transport = {.ctx = (void *)(intptr_t)i, .send = fake_send,
+                                           .set_peers = fake_set_peers},
+                             .stats = n->stats};
+    cr_assert_eq(loop_start(&lc, &n->loop), 0);
+}
+
+static void rm_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        char p[512];
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        if (de->d_name[0] != '.')
+            unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static void stop_all(void)
+{
+    /* every loop stops before any is freed: they deliver to each other */
+    for (int i = 0; i < N; i++)
+        loop_stop(nodes[i].loop);
+    for (int i = 0; i < N; i++) {
+        struct loop *l = nodes[i].loop;
+        nodes[i].loop = NULL;
+        loop_free(l);
+        wal_close(nodes[i].rec.wal);
+        recover_result_free(&nodes[i].rec);
+        apply_free(nodes[i].apply);
+        kv_map_free(nodes[i].map);
+        stats_free(nodes[i].stats);
+        rm_dir(nodes[i].dir);
+    }
+}
+
+static void start_all(void)
+{
+    memset(cut, 0, sizeof cut);
+    for (int i = 0; i < N; i++)
+        start_node(i);
+}
+
+TestSuite(loop, .init = start_all, .fini = stop_all);
+
+static void pause_ms(unsigned ms)
+{
+    struct timespec ts = {0, (long)ms * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* The node that says it leads, waited for (bounded); -1 on timeout. */
+static int wait_leader(int not)
+{
+    for (int k = 0; k < 1000; k++) {
+        for (int i = 0; i < N; i++) {
+            char a[128];
+            if (i != not && loop_leader(nodes[i].loop, a, sizeof a) == RAFT_LEADER)
+                return i;
+        }
+        pause_ms(5);
+    }
+    return -1;
+}
+
+struct waitreq {
+    struct store_req req;
+    struct store_read rd;
+    atomic_int status; /* 1 = pending */
+};
+
+static void write_done(struct store_req *r, int status)
+{
+    struct waitreq *w = (struct waitreq *)((char *)r - offsetof(struct waitreq, req));
+    atomic_store(&w->status, status);
+}
+
+static void read_done(struct store_read *r, int status)
+{
+    struct waitreq *w = (struct waitreq *)((char *)r - offsetof(struct waitreq, rd));
+    atomic_store(&w->status, status);
+}
+
+static int wait_status(struct waitreq *w)
+{
+    for (int k = 0; k < 2000 && atomic_load(&w->status) == 1; k++)
+        pause_ms(5);
+    return atomic_load(&w->status);
+}
+
+static int put(int i, const char *key, const char *value)
+{
+    struct waitreq w = {.req = {.done_cb = write_done}};
+    atomic_init(&w.status, 1);
+    size_t klen = strlen(key), vlen = strlen(value);
+    w.req.cmd = lkv_blob_new(kv_cmd_payload_len(KV_OP_SET, klen, vlen));
+    kv_cmd_encode(w.req.cmd->data, w.req.cmd->len, KV_OP_SET, key, klen, value, vlen);
+    loop_submit(nodes[i].loop, &w.req);
+    return wait_status(&w);
+}
+
+static int read_on(int i)
+{
+    struct waitreq w = {.rd = {.done_cb = read_done}};
+    atomic_init(&w.status, 1);
+    loop_read(nodes[i].loop, &w.rd);
+    return wait_status(&w);
+}
+
+static bool has(int i, const char *key, const char *value)
+{
+    struct kv_entry *e = kv_map_get(nodes[i].map, key, strlen(key));
+    bool ok = e && kv_entry_vlen(e) == strlen(value) &&
+              memcmp(kv_entry_value(e), value, strlen(value)) == 0;
+    if (e)
+        kv_entry_unref(e);
+    return ok;
+}
+
+static bool eventually_everywhere(const char *key, const char *value)
+{
+    for (int k = 0; k < 1000; k++) {
+        bool all = true;
+        for (int i = 0; i < N; i++)
+            all = all && has(i, key, value);
+        if (all)
+            return true;
+        pause_ms(5);
+    }
+    return false;
+}
+
+Test(loop, three_nodes_elect_one_leader_and_replicate_a_write_to_every_map)
+{
+    int ld = wait_leader(-1);
+    cr_assert_geq(ld, 0, "no leader");
+    cr_assert_eq(put(ld, "k", "v1"), 0);
+    cr_assert(has(ld, "k", "v1"), "acknowledged but not applied on the leader");
+    cr_assert(eventually_everywhere("k", "v1"));
+    char a[128];
+    int followers = 0;
+    for (int i = 0; i < N; i++) {
+        enum raft_role r = loop_leader(nodes[i].loop, a, sizeof a);
+        followers += r == RAFT_FOLLOWER && strcmp(a, nodes[ld].addr) == 0;
+    }
+    cr_assert_eq(followers, N - 1, "not every follower names the leader");
+}
+
+Test(loop, followers_refuse_writes_and_reads_the_leader_confirms_them)
+{
+    int ld = wait_leader(-1);
+    cr_assert_geq(ld, 0);
+    int f = (ld + 1) % N;
+    cr_assert_eq(put(f, "x", "y"), LKV_ENOTLEADER);
+    cr_assert_eq(read_on(f), LKV_ENOTLEADER);
+    cr_assert_eq(read_on(ld), 0);
+}
+
+Test(loop, leader_cut_off_is_replaced_and_its_writes_do_not_succeed)
+{
+    int ld = wait_leader(-1);
+    cr_assert_geq(ld, 0);
+    cr_assert_eq(put(ld, "a", "1"), 0);
+    for (int j = 0; j < N; j++) {
+        atomic_store(&cut[ld][j], true);
+        atomic_store(&cut[j][ld], true);
+    }
+    int st = put(ld, "b", "2"); /* no majority: never a success */
+    cr_assert(st == LKV_ELEADERLOST || st == LKV_ENOTLEADER, "status %d", st);
+    int nl = wait_leader(ld);
+    cr_assert_geq(nl, 0, "the majority did not elect a new leader");
+    cr_assert_eq(put(nl, "c", "3"), 0);
+    cr_assert(has(nl, "a", "1"), "an acknowledged write was lost in the failover");
+}
