@@ -35,6 +35,22 @@ struct node {
 };
 
 static struct node nodes[N];
+
+/* A clock the test moves: the loops' time (ticks, timeouts) comes only
+ * from it. Starts at 1 s; frozen until a test advances it. */
+static atomic_uint_fast64_t fake_now = 1000000000u;
+static atomic_bool use_fake_clock;
+static atomic_bool fake_released; /* from then on it runs, far ahead, with real time */
+
+static uint64_t fake_now_ns(void *ctx)
+{
+    (void)ctx;
+    if (atomic_load(&fake_released))
+        return clock_now_ns() + 1000000000000ull;
+    return atomic_load(&fake_now);
+}
+
+static const struct clock_src fake_clock = {.now_ns = fake_now_ns};
 static atomic_bool cut[N][N]; /* cut[a][b]: a's messages to b are lost */
 
 static int index_of(raft_id id)
@@ -94,6 +110,7 @@ static void start_node(int i)
                              .election_timeout_ms = 60, .heartbeat_ms = 10,
                              .transport = {.ctx = (void *)(intptr_t)i, .send = fake_send,
                                            .set_peers = fake_set_peers},
+                             .clock = atomic_load(&use_fake_clock) ? &fake_clock : NULL,
                              .stats = n->stats};
     cr_assert_eq(loop_start(&lc, &n->loop), 0);
 }
@@ -116,6 +133,7 @@ static void rm_dir(const char *dir)
 
 static void stop_all(void)
 {
+    atomic_store(&fake_released, true); /* a failed test must not leave time frozen */
     /* every loop stops before any is freed: they deliver to each other */
     for (int i = 0; i < N; i++)
         loop_stop(nodes[i].loop);
@@ -140,6 +158,12 @@ static void start_all(void)
 }
 
 TestSuite(loop, .init = start_all, .fini = stop_all);
+
+static void start_all_on_fake_clock(void)
+{
+    atomic_store(&use_fake_clock, true);
+    start_all();
+}
 
 static void pause_ms(unsigned ms)
 {
@@ -269,4 +293,31 @@ Test(loop, leader_cut_off_is_replaced_and_its_writes_do_not_succeed)
     cr_assert_geq(nl, 0, "the majority did not elect a new leader");
     cr_assert_eq(put(nl, "c", "3"), 0);
     cr_assert(has(nl, "a", "1"), "an acknowledged write was lost in the failover");
+}
+
+/* Time reaches the loop only through its clock: with the clock frozen no
+ * election timeout ever passes, however long the test waits; moving the
+ * clock on is what makes one node campaign and win. */
+Test(loop, elections_follow_the_clock_the_loop_is_given, .init = start_all_on_fake_clock)
+{
+    for (int k = 0; k < 40; k++) {
+        pause_ms(5);
+        for (int i = 0; i < N; i++) {
+            char a[128];
+            cr_assert_neq(loop_leader(nodes[i].loop, a, sizeof a), RAFT_LEADER,
+                          "a leader was elected while no time passed");
+        }
+    }
+    int ld = -1;
+    for (int k = 0; k < 2000 && ld < 0; k++) {
+        atomic_fetch_add(&fake_now, 2000000u); /* 2 ms of fake time per step */
+        pause_ms(1);
+        for (int i = 0; i < N && ld < 0; i++) {
+            char a[128];
+            if (loop_leader(nodes[i].loop, a, sizeof a) == RAFT_LEADER)
+                ld = i;
+        }
+    }
+    cr_assert_geq(ld, 0, "no leader once time moved");
+    atomic_store(&fake_released, true); /* so that stopping (timeouts) can proceed */
 }
