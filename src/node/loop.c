@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 
 /* Proposals taken per turn stop growing past this many payload bytes, so
  * one huge value cannot hold many small writes behind a long write. */
@@ -1001,7 +1002,19 @@ static int settle_start(struct loop *l)
             return atomic_load(&l->failed);
         /* A full disk: start anyway; writes get 507 until there is room. */
         LOG_WARN("event=disk_full_at_start action=serving_reads");
-        break;
+        return 0;
+    }
+    /* In lease mode the core waits out an election timeout before it
+     * campaigns, even alone: a lone voter still leads before listening. */
+    const struct raft_membership *c = raft_membership_current(l->raft);
+    for (int i = 0; i < 4 * TICKS_PER_ELECTION && l->role != RAFT_LEADER &&
+                    ident_lone_voter(c, l->self);
+         i++) {
+        struct timespec ts = {0, (long)l->tick_ns};
+        nanosleep(&ts, NULL);
+        raft_tick(l->raft);
+        while (raft_has_ready(l->raft) && carry_out(l, now_ns(l)))
+            ;
     }
     return 0;
 }

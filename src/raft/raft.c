@@ -753,10 +753,12 @@ int raft_new(const struct raft_options *opt, const struct raft_boot *boot, struc
     conf_on_commit(r); /* history older than the commit index goes */
     r->role = RAFT_FOLLOWER;
     core_reset_timeout(r);
-    if (lone_voter(r))
+    /* With lease reads even a lone voter waits: a leader of the previous
+     * configuration may still be reading on a lease this node granted. */
+    if (opt->lease_reads)
+        r->start_lease = true;
+    else if (lone_voter(r))
         campaign(r, CAMPAIGN_ELECTION);
-    else
-        r->start_lease = opt->lease_reads;
     *out = r;
     return 0;
 }

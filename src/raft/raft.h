@@ -221,8 +221,8 @@ struct raft_boot {
  * for the core's life). A lone voter that is this member campaigns at once,
  * so it is leader once its first ready bundle (the new term and its vote)
  * has been persisted and advanced. With lease_reads, a core that starts
- * among other voters grants no vote and starts no campaign for one
- * election timeout (it forgot whom it last heard from). Returns 0 and sets *out,
+ * grants no vote and starts no campaign for one election timeout (it
+ * forgot whom it last heard from), a lone voter included. Returns 0 and sets *out,
  * LKV_EINVAL for bad options or state, LKV_ENOMEM. */
 int raft_new(const struct raft_options *opt, const struct raft_boot *boot, struct raft **out);
 
