@@ -507,10 +507,13 @@ static void start_transfers(struct loop *l, struct store_op *ops, uint64_t now)
         struct store_op *op = ops;
         ops = op->next;
         int rc = LKV_ENOTLEADER;
-        if (l->role == RAFT_LEADER) {
-            raft_id to = op->target[0] ? ident_member_id(op->target) : RAFT_NONE;
-            rc = raft_transfer_leadership(l->raft, to);
+        raft_id to = op->target[0] ? ident_member_id(op->target) : RAFT_NONE;
+        if (l->role == RAFT_LEADER && to == l->self) {
+            op->done_cb(op, 0); /* it is already there */
+            continue;
         }
+        if (l->role == RAFT_LEADER)
+            rc = raft_transfer_leadership(l->raft, to);
         if (rc != 0) {
             op->done_cb(op, rc);
             continue;
@@ -1109,6 +1112,12 @@ int loop_stop(struct loop *l)
 
 void loop_free(struct loop *l)
 {
+    while (l->m_head) { /* batches delivered after the loop stopped */
+        struct inbox_msgs *next = l->m_head->next;
+        tp_batch_free(&l->m_head->b);
+        free(l->m_head);
+        l->m_head = next;
+    }
     checkpoint_free(l->ckpt);
     raft_free(l->raft);
     pthread_mutex_destroy(&l->view_lock);

@@ -220,10 +220,13 @@ static bool post(struct peer *p, CURL *h, struct buf *body, const char **why)
 {
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, body->data);
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body->len);
+    /* A large entry gets the time to cross a slowish link (10 MB/s); the
+     * short base timeout is for the heartbeats that queue behind it. */
+    long ms = (long)p->s->cfg.request_timeout_ms + (long)(body->len / 10000);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, ms);
     CURLcode rc = curl_easy_perform(h);
     long code = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-    (void)p;
     if (rc != CURLE_OK) {
         *why = curl_easy_strerror(rc);
         return false;
