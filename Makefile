@@ -31,7 +31,7 @@ SIM_SAN_SEEDS ?= 2000
 SIM_ARGS  ?=
 
 .PHONY: all setup run test test-only test-san unit integration crash cluster-test cluster sim \
-        sim-test sim-asan sanitize tsan fuzz bench clean format torture
+        sim-test sim-asan mutants sanitize tsan fuzz bench clean format torture
 
 all: $(BIN)
 
@@ -97,6 +97,10 @@ integration: $(BIN)
 # Real processes in network namespaces (root; skipped with the reason otherwise).
 cluster-test: $(BIN)
 	LKV_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/cluster
+
+# Breaks each Raft rule in turn (tests/unit/mutants) and checks its unit test fails.
+mutants:
+	$(PYTHON) tests/unit/mutants/raft_mutants.py
 
 # Three nodes on 127.0.0.1:8081-8083, data in ./data-cluster/n<i>; Ctrl-C stops them.
 cluster: setup

@@ -65,8 +65,8 @@ MUTANTS = {
                              "leader_that_removes_itself_steps_down_once_committed"),
     "cut_conf_stays": ("conf.c", "    conf_on_truncate(r, e[0].index);\n    bool changed", "    bool changed",
                        "removed_configuration_entry_is_undone_when_its_suffix_is_cut"),
-    "learner_votes": ("raft.c", "    return raft_membership_is_voter(core_conf(r), r->opt.id);",
-                      "    return raft_membership_find(core_conf(r), r->opt.id) != NULL;",
+    "learner_votes": ("raft.c", "        if (raft_membership_is_voter(&r->confs.v[i].conf, r->opt.id))",
+                      "        if (raft_membership_find(&r->confs.v[i].conf, r->opt.id))",
                       "learner_never_counts_for_commit_or_votes"),
     "snapshot_drops_matching": ("replicate.c", "    } else if (rlog_match_term(&r->log, s->index, s->term)) {\n        /* The log already",
                                 "    } else if (0) {\n        /* The log already",
@@ -88,7 +88,7 @@ MUTANTS = {
                          "lone_voter_is_leader_after_its_first_bundle"),
     "lease_after_timeout_now": ("readindex.c", "    if (r->lease_void_term == r->term)\n        return false;", "",
                                 "no_lease_reads_after_telling_a_member_to_campaign"),
-    "no_start_lease": ("raft.c", "        r->start_lease = opt->lease_reads;", "        r->start_lease = false;",
+    "no_start_lease": ("raft.c", "        r->start_lease = true;", "        r->start_lease = false;",
                        "restarted_voter_grants_no_vote_inside_the_start_lease"),
 }
 
