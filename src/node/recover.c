@@ -247,7 +247,8 @@ int recover_load(const struct recover_config *cfg, struct recover_result *out, c
     struct replay rp = {.apply = cfg->apply, .self = self, .may_adopt = !cfg->join,
                         .applied = info.index, .applied_conf = out->snap_conf};
     rp.applying = out->snap_conf.n == 0 || lone(&rp, &out->snap_conf);
-    struct wal_options wopt = {.dir = cfg->dir, .io = cfg->io, .segment_bytes = SEGMENT_BYTES,
+    uint64_t seg = cfg->segment_bytes ? cfg->segment_bytes : SEGMENT_BYTES;
+    struct wal_options wopt = {.dir = cfg->dir, .io = cfg->io, .segment_bytes = seg,
                                .preallocate = true, .retain_entries = cfg->retain_entries};
     struct wal_recovery rec;
     rc = wal_open(&wopt, info.index, replay_cb, &rp, &out->wal, &rec, err, errlen);

@@ -29,6 +29,7 @@ struct recover_config {
     size_t npeers;
     bool join;                     /* start with no configuration */
     uint64_t retain_entries;       /* trailing window kept before the snapshot */
+    uint64_t segment_bytes;        /* log segment size; 0: 64 MiB (tests use less) */
 };
 
 /* What recovery leaves behind. Owned by the caller: recover_result_free. */

@@ -103,7 +103,7 @@ static void start_node(int i)
     struct recover_config rc = {.dir = n->dir, .io = &io_libc, .map = n->map, .apply = n->apply,
                                 .stats = n->stats, .self = n->addr,
                                 .peers = (const char(*)[128])peers, .npeers = N - 1,
-                                .retain_entries = 100};
+                                .retain_entries = 100, .segment_bytes = 1u << 20};
     cr_assert_eq(recover_load(&rc, &n->rec, err, sizeof err), 0, "%s", err);
     struct loop_config lc = {.dir = n->dir, .io = &io_libc, .map = n->map, .apply = n->apply,
                              .rec = &n->rec, .self = n->addr, .checkpoint_bytes = 64u << 20,
@@ -210,23 +210,41 @@ static int wait_status(struct waitreq *w)
     return atomic_load(&w->status);
 }
 
+/* The request lives on the heap: one still pending when the wait gives up
+ * (status 1, the test fails) is left to the loop rather than freed under it. */
+static struct waitreq *new_waitreq(void)
+{
+    struct waitreq *w = calloc(1, sizeof *w);
+    cr_assert_not_null(w);
+    w->req.done_cb = write_done;
+    w->rd.done_cb = read_done;
+    atomic_init(&w->status, 1);
+    return w;
+}
+
+static int finish(struct waitreq *w)
+{
+    int st = wait_status(w);
+    if (st != 1)
+        free(w);
+    return st;
+}
+
 static int put(int i, const char *key, const char *value)
 {
-    struct waitreq w = {.req = {.done_cb = write_done}};
-    atomic_init(&w.status, 1);
+    struct waitreq *w = new_waitreq();
     size_t klen = strlen(key), vlen = strlen(value);
-    w.req.cmd = lkv_blob_new(kv_cmd_payload_len(KV_OP_SET, klen, vlen));
-    kv_cmd_encode(w.req.cmd->data, w.req.cmd->len, KV_OP_SET, key, klen, value, vlen);
-    loop_submit(nodes[i].loop, &w.req);
-    return wait_status(&w);
+    w->req.cmd = lkv_blob_new(kv_cmd_payload_len(KV_OP_SET, klen, vlen));
+    kv_cmd_encode(w->req.cmd->data, w->req.cmd->len, KV_OP_SET, key, klen, value, vlen);
+    loop_submit(nodes[i].loop, &w->req);
+    return finish(w);
 }
 
 static int read_on(int i)
 {
-    struct waitreq w = {.rd = {.done_cb = read_done}};
-    atomic_init(&w.status, 1);
-    loop_read(nodes[i].loop, &w.rd);
-    return wait_status(&w);
+    struct waitreq *w = new_waitreq();
+    loop_read(nodes[i].loop, &w->rd);
+    return finish(w);
 }
 
 static bool has(int i, const char *key, const char *value)
@@ -298,7 +316,11 @@ Test(loop, leader_cut_off_is_replaced_and_its_writes_do_not_succeed)
 /* Time reaches the loop only through its clock: with the clock frozen no
  * election timeout ever passes, however long the test waits; moving the
  * clock on is what makes one node campaign and win. */
-Test(loop, elections_follow_the_clock_the_loop_is_given, .init = start_all_on_fake_clock)
+/* Its own suite: Criterion runs a suite's .init before a test's own, so a
+ * test-level .init would start a second set of loops over the first. */
+TestSuite(loop_clock, .init = start_all_on_fake_clock, .fini = stop_all);
+
+Test(loop_clock, elections_follow_the_clock_the_loop_is_given)
 {
     for (int k = 0; k < 40; k++) {
         pause_ms(5);
