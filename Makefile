@@ -31,7 +31,7 @@ SIM_SAN_SEEDS ?= 2000
 SIM_ARGS  ?=
 
 .PHONY: all setup run test test-only test-san unit integration crash cluster-test cluster sim \
-        sim-test sim-asan mutants sanitize tsan fuzz bench clean format torture
+        sim-test sim-asan mutants sanitize tsan fuzz bench bench-compare bench-failover clean format torture
 
 all: $(BIN)
 
@@ -144,6 +144,17 @@ bench:
 	@bash scripts/setup.sh --with-bench
 	@$(MAKE) --no-print-directory all
 	@bash bench/run.sh
+	@bash bench/run.sh --compare
+
+# kill -9 of a 3-node cluster's leader, BENCH_KILLS times (root: namespaces).
+bench-failover: $(BIN)
+	LKV_BIN=$(abspath $(BIN)) $(PYTHON) bench/failover.py
+
+# This build against BENCH_BASE (a commit) and against itself, single node.
+bench-compare:
+	@bash scripts/setup.sh --with-bench
+	@$(MAKE) --no-print-directory all
+	@bash bench/run.sh --compare
 
 torture: $(BIN)
 	LKV_BIN=$(abspath $(BIN)) $(PYTHON) tests/crash/torture.py $(TORTURE_ARGS)

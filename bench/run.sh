@@ -4,9 +4,13 @@
 # for a million keys. Prints one markdown table; raw numbers go to
 # bench/out/<timestamp>.json.
 #
-#   bash bench/run.sh [--quick]
+#   bash bench/run.sh [--quick] [--compare]
 #
-# --quick: one short round with fewer keys (a smoke test). Environment:
+# --compare: instead, this build against an earlier commit (BENCH_BASE,
+# default the last one before the Raft work) and against itself, single
+# node, PUT c1 / PUT c64 / GET c64 (bench/compare.py; BENCH_ROUNDS there
+# defaults to 5). --quick: one short round with fewer keys (a smoke test).
+# Environment:
 # BENCH_ROUNDS (default 3), BENCH_SECONDS (wrk run length, 5), BENCH_PRELOAD
 # (keys preloaded for GET, 20000), BENCH_KEYS (recovery/memory/stall key
 # count, 1000000), BENCH_STALL_SECONDS (8), BENCH_TMPDIR (where the scratch
@@ -20,15 +24,18 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 quick=()
+script=bench/bench.py
+tools=(wrk redis-server redis-benchmark redis-cli etcd)
 for arg in "$@"; do
   case "$arg" in
     --quick) quick=(--quick) ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --compare) script=bench/compare.py; tools=(wrk git) ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
   esac
 done
 
-for tool in wrk redis-server redis-benchmark redis-cli etcd; do
+for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null || {
     echo "run.sh: $tool is missing; run scripts/setup.sh --with-bench" >&2; exit 1; }
 done
@@ -57,11 +64,15 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 cmd="bash bench/run.sh${quick:+ --quick}"
-[ -n "${MAKELEVEL:-}" ] && cmd="make bench"
-for v in BENCH_ROUNDS BENCH_SECONDS BENCH_PRELOAD BENCH_KEYS BENCH_STALL_SECONDS; do
+[ "$script" = bench/compare.py ] && cmd="$cmd --compare"
+if [ -n "${MAKELEVEL:-}" ]; then
+  cmd="make bench"
+  [ "$script" = bench/compare.py ] && cmd="make bench-compare"
+fi
+for v in BENCH_ROUNDS BENCH_SECONDS BENCH_PRELOAD BENCH_KEYS BENCH_STALL_SECONDS BENCH_BASE; do
   [ -n "${!v:-}" ] && cmd="$v=${!v} $cmd"
 done
 start=$(date +%s)
-/usr/bin/python3 bench/bench.py --tmp "$tmp" --pidfile "$pidfile" --out bench/out \
+/usr/bin/python3 "$script" --tmp "$tmp" --pidfile "$pidfile" --out bench/out \
   --command "$cmd" "${quick[@]}"
 echo "run.sh: done in $(( $(date +%s) - start )) s" >&2
