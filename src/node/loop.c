@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -796,10 +797,23 @@ static bool carry_out(struct loop *l, uint64_t now)
     return true;
 }
 
+/* Configurations are copied and compared member by member: the struct has
+ * room for RAFT_MAX_MEMBERS (2 KB and more), and this runs every turn. */
+static void membership_copy(struct raft_membership *to, const struct raft_membership *from)
+{
+    to->n = from->n;
+    memcpy(to->m, from->m, from->n * sizeof from->m[0]);
+}
+
+static bool membership_same(const struct raft_membership *a, const struct raft_membership *b)
+{
+    return a->n == b->n && memcmp(a->m, b->m, a->n * sizeof a->m[0]) == 0;
+}
+
 static void sync_peers(struct loop *l, const struct raft_membership *before)
 {
     const struct raft_membership *now = raft_membership_current(l->raft);
-    if (before->n == now->n && memcmp(before, now, sizeof *now) == 0)
+    if (membership_same(before, now))
         return;
     if (l->cfg.transport.set_peers)
         l->cfg.transport.set_peers(l->cfg.transport.ctx, now, l->self);
@@ -807,7 +821,8 @@ static void sync_peers(struct loop *l, const struct raft_membership *before)
 
 static void carry_out_all(struct loop *l, uint64_t now)
 {
-    struct raft_membership before = *raft_membership_current(l->raft);
+    struct raft_membership before;
+    membership_copy(&before, raft_membership_current(l->raft));
     for (int i = 0; i < MAX_READY_ROUNDS && raft_has_ready(l->raft); i++) {
         if (l->disk_retry_ns && now < l->disk_retry_ns)
             break;
@@ -831,8 +846,9 @@ static void publish_view(struct loop *l)
     v->term = st.term;
     v->leader = st.leader;
     v->vote = st.vote;
-    v->st = st;
-    v->members = *c;
+    memcpy(&v->st, &st, offsetof(struct raft_status, peers) + st.n_peers * sizeof st.peers[0]);
+    if (!membership_same(&v->members, c))
+        membership_copy(&v->members, c);
     for (size_t i = 0; i < st.n_peers; i++)
         v->needs_snapshot[i] = st.peers[i].next < first;
     memcpy(v->recv_by_type, l->recv_by_type, sizeof v->recv_by_type);

@@ -6,6 +6,7 @@
 #include "util/err.h"
 
 #include <assert.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -787,7 +788,8 @@ void raft_free(struct raft *r)
 
 void raft_status(const struct raft *r, struct raft_status *st)
 {
-    memset(st, 0, sizeof *st);
+    /* the peers past n_peers are left as they were: the array is large */
+    memset(st, 0, offsetof(struct raft_status, peers));
     st->id = r->opt.id;
     st->role = r->role;
     st->term = r->term;
