@@ -5,9 +5,10 @@
 are measured in one sitting: "base" (built from an earlier commit in a git
 worktree of its own), "new" (build/little-key-value) and "again" (the same
 binary as "new", measured as if it were another build). Every round starts
-each of them fresh in its own data directory, preloads the GET keys, and
-runs PUT c1, PUT c64 and GET c64 with wrk; the order of the three is rotated
-from round to round so that the shared machine's noise lands on all alike.
+the three fresh, each in its own data directory, preloads the GET keys, and
+runs PUT c1, PUT c64 and GET c64 with wrk, each workload on the three back
+to back, in an order rotated by round and workload, so that the shared
+machine's noise lands on all alike.
 
 Reported, as medians over the rounds: throughput, and the server's CPU per
 request (user + system time of the server process over the run, divided by
@@ -68,27 +69,38 @@ def start(binary, data_dir, name):
     return srv, port
 
 
-def measure_build(name, binary, r, cfg):
-    srv, port = start(binary, os.path.join(bench.ARGS.tmp, f"r{r}-{name}"), name)
+def one_round(r, bins, cfg, runs):
+    """All three servers fresh and preloaded; then each workload on each of
+    them back to back, in an order rotated by round and by workload, so that
+    no build is always measured first or always next to the same one."""
+    live = {}
     try:
-        secs, done, got = bench.lkv_load(port, "g", cfg["preload"], 300)
-        if not done:
-            raise BenchError(f"{name}: preload stopped at {got} of {cfg['preload']} keys")
-        out = {}
-        for wl, conns in WORKLOADS:
-            if wl == "get":
-                env = bench.wrk_env("lkv-get", prefix="g", keys=cfg["preload"])
-            else:
-                env = bench.wrk_env("lkv-put", fresh_prefix=f"P{conns:04d}_")
-            res = bench.run_wrk(port, conns, cfg["seconds"], env, [srv])
-            cores = res["cpu"]["server"]
-            res["cpu_us_per_req"] = round(cores / res["rps"] * 1e6, 2) if res["rps"] else None
-            out[f"{wl}_c{conns}"] = res
-            log(f"round {r + 1} {name:5s} {wl} c{conns}: {res['rps']:.0f} req/s, "
-                f"{res['cpu_us_per_req']} us CPU/req, {res['errors']} errors")
-        return out
+        for b in BUILDS:
+            srv, port = start(bins[b], os.path.join(bench.ARGS.tmp, f"r{r}-{b}"), b)
+            live[b] = (srv, port)
+            secs, done, got = bench.lkv_load(port, "g", cfg["preload"], 300)
+            if not done:
+                raise BenchError(f"{b}: preload stopped at {got} of {cfg['preload']} keys")
+        out = {b: {} for b in BUILDS}
+        for w, (wl, conns) in enumerate(WORKLOADS):
+            k = (r + w) % len(BUILDS)
+            for b in BUILDS[k:] + BUILDS[:k]:
+                srv, port = live[b]
+                if wl == "get":
+                    env = bench.wrk_env("lkv-get", prefix="g", keys=cfg["preload"])
+                else:
+                    env = bench.wrk_env("lkv-put", fresh_prefix=f"P{conns:04d}_")
+                res = bench.run_wrk(port, conns, cfg["seconds"], env, [srv])
+                cores = res["cpu"]["server"]
+                res["cpu_us_per_req"] = round(cores / res["rps"] * 1e6, 2) if res["rps"] else None
+                out[b][f"{wl}_c{conns}"] = res
+                log(f"round {r + 1} {wl} c{conns} {b:5s}: {res['rps']:.0f} req/s, "
+                    f"{res['cpu_us_per_req']} us CPU/req, {res['errors']} errors")
+        for b in BUILDS:
+            runs[b].append(out[b])
     finally:
-        srv.stop()
+        for srv, _ in live.values():
+            srv.stop()
 
 
 def ratio(a, b):
@@ -164,9 +176,7 @@ def main():
         base_bin, meta["base_commit"] = build_base(args.base, args.tmp)
         bins = {"base": base_bin, "new": bench.LKV, "again": bench.LKV}
         for r in range(cfg["rounds"]):
-            order = BUILDS[r % 3:] + BUILDS[:r % 3]
-            for b in order:
-                runs[b].append(measure_build(b, bins[b], r, cfg))
+            one_round(r, bins, cfg, runs)
     finally:
         Server.stop_all()
         remove_base(args.tmp)
