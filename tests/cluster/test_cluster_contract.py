@@ -4,7 +4,9 @@ checksum), a restart that ignores PEERS, a --join node that waits, the
 membership and info views, /clear redirected, a write that lost its
 leader, and a cluster of one that leads before it answers."""
 
+import os
 import struct
+import sys
 import time
 
 import pytest
@@ -12,6 +14,9 @@ import pytest
 import netns
 from cluster import Cluster, wait_for
 from test_raft_cluster import agree, put_ok, three  # noqa: F401  (three: a fixture)
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "crash"))
+from lkvcrash import crc32c  # noqa: E402  (the disk format's checksum, also the wire's)
 
 UNAVAILABLE = netns.available()
 pytestmark = pytest.mark.skipif(UNAVAILABLE is not None,
@@ -39,26 +44,6 @@ def cluster_id(addrs):
     for a in sorted(addrs):
         h = fnv1a(fnv1a(h, a), ",")
     return h or 1
-
-
-def _crc32c_table():
-    t = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        t.append(c)
-    return t
-
-
-CRC_TABLE = _crc32c_table()
-
-
-def crc32c(data):
-    c = 0xFFFFFFFF
-    for b in data:
-        c = CRC_TABLE[(c ^ b) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
 
 
 def heartbeat_batch(cid, src, dst, term=1):
