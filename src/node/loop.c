@@ -691,14 +691,18 @@ static int apply_committed(struct loop *l, const struct raft_entry *e, size_t n,
         LOG_ERROR("event=apply_failed error=\"%s\" records=%zu", lkv_strerror(rc), k);
         return fail_fatal(l, rc);
     }
+    l->applied = e[n - 1].index;
+    l->applied_term = e[n - 1].term;
+    /* Published before any write is answered: a client that got its 200
+     * and then reads /stats sees its entry committed and applied. */
+    if (atomic_load(&l->pub_commit) < l->applied)
+        atomic_store(&l->pub_commit, l->applied);
+    atomic_store_explicit(&l->pub_applied, l->applied, memory_order_release);
     for (size_t i = 0; i < n; i++) {
         if (e[i].type == RAFT_ENTRY_CONFIG)
             note_applied_conf(l, &e[i]);
         answer_writes(l, &e[i], now);
     }
-    l->applied = e[n - 1].index;
-    l->applied_term = e[n - 1].term;
-    atomic_store_explicit(&l->pub_applied, l->applied, memory_order_release);
     return 0;
 }
 
@@ -1175,6 +1179,12 @@ static struct view snapshot_view(const struct loop *l)
     pthread_mutex_lock(&m->view_lock);
     struct view v = l->view;
     pthread_mutex_unlock(&m->view_lock);
+    /* The indexes as of the last write answered (the view may be a turn
+     * older); applied first: commit is stored before it, so never below. */
+    v.st.applied = atomic_load(&l->pub_applied);
+    uint64_t commit = atomic_load(&l->pub_commit);
+    if (commit > v.st.commit)
+        v.st.commit = commit;
     return v;
 }
 
@@ -1250,7 +1260,7 @@ int loop_render_info(const struct loop *l, struct buf *out)
     }
     buf_printf(out, "],\"commitIndex\":%" PRIu64 ",\"appliedIndex\":%" PRIu64
                     ",\"lastIndex\":%" PRIu64 ",\"snapshotIndex\":%" PRIu64,
-               v.st.commit, atomic_load(&l->pub_applied), v.st.last_index, v.snapshot_index);
+               v.st.commit, v.st.applied, v.st.last_index, v.snapshot_index);
     if (v.role == RAFT_LEADER) {
         buf_printf(out, ",\"followers\":[");
         for (size_t i = 0; i < v.st.n_peers; i++) {
@@ -1303,7 +1313,7 @@ int loop_render_stats_json(const struct loop *l, struct buf *out)
     buf_printf(out, ",\"commit_index\":%" PRIu64 ",\"applied_index\":%" PRIu64
                     ",\"elections_started\":%" PRIu64 ",\"elections_won\":%" PRIu64
                     ",\"leader_changes\":%" PRIu64 ",",
-               v.st.commit, atomic_load(&l->pub_applied), v.elections_started, v.elections_won,
+               v.st.commit, v.st.applied, v.elections_started, v.elections_won,
                v.leader_changes);
     json_hist(out, "commit_latency", &l->commit_us);
     buf_printf(out, ",");
@@ -1348,7 +1358,7 @@ int loop_render_stats_prom(const struct loop *l, struct buf *out)
                "\n# HELP lkv_raft_leader_changes_total Times a different leader became known.\n"
                "# TYPE lkv_raft_leader_changes_total counter\nlkv_raft_leader_changes_total %" PRIu64
                "\n",
-               v.term, v.st.commit, atomic_load(&l->pub_applied), v.elections_started,
+               v.term, v.st.commit, v.st.applied, v.elections_started,
                v.elections_won, v.leader_changes);
     for (int dir = 0; dir < 2; dir++) {
         const char *name = dir ? "lkv_raft_messages_received_total" : "lkv_raft_messages_sent_total";
