@@ -150,19 +150,27 @@ static void stop_all(void)
     }
 }
 
-static void start_all(void)
+static void start_nodes(bool fake)
 {
+    /* every flag set afresh: under TSan all tests share one process */
+    atomic_store(&use_fake_clock, fake);
+    atomic_store(&fake_released, false);
+    atomic_store(&fake_now, 1000000000u);
     memset(cut, 0, sizeof cut);
     for (int i = 0; i < N; i++)
         start_node(i);
+}
+
+static void start_all(void)
+{
+    start_nodes(false);
 }
 
 TestSuite(loop, .init = start_all, .fini = stop_all);
 
 static void start_all_on_fake_clock(void)
 {
-    atomic_store(&use_fake_clock, true);
-    start_all();
+    start_nodes(true);
 }
 
 static void pause_ms(unsigned ms)
