@@ -43,6 +43,12 @@ static bool terminated(const char *s, size_t cap)
     return memchr(s, '\0', cap) != NULL;
 }
 
+/* Options that take no value (with CONFIG_OK: --help and --version exit). */
+static bool bare_option(const char *arg)
+{
+    return strcmp(arg, "--join") == 0;
+}
+
 /* The value the command line gives an option last, or NULL. Only called
  * after CONFIG_OK, so every argument is a well-formed option. */
 static const char *last_flag_value(int argc, char *const argv[], const char *name)
@@ -50,6 +56,8 @@ static const char *last_flag_value(int argc, char *const argv[], const char *nam
     const char *found = NULL;
     size_t nl = strlen(name);
     for (int i = 1; i < argc; i++) {
+        if (bare_option(argv[i]))
+            continue;
         const char *a = argv[i] + 2;
         const char *eq = strchr(a, '=');
         size_t len = eq ? (size_t)(eq - a) : strlen(a);
@@ -84,14 +92,26 @@ static void check_ok(const struct config *c, int argc, char *const argv[])
     assert(c->shutdown_timeout_s <= 3600);
     assert(c->checkpoint_bytes >= 4096 && c->checkpoint_bytes <= (uint64_t)1 << 40);
     assert(terminated(c->bind, sizeof c->bind) && terminated(c->data_dir, sizeof c->data_dir));
-    assert(terminated(c->peers, sizeof c->peers) && c->peers[0] == '\0');
+    assert(terminated(c->peers, sizeof c->peers));
+    assert(c->npeers <= sizeof c->peer / sizeof c->peer[0]);
+    for (size_t i = 0; i < c->npeers; i++) {
+        assert(terminated(c->peer[i], sizeof c->peer[i]) && strchr(c->peer[i], ':') != NULL);
+        assert(strcmp(c->peer[i], c->addr) != 0);
+        for (size_t j = 0; j < i; j++)
+            assert(strcmp(c->peer[i], c->peer[j]) != 0);
+    }
     assert(c->data_dir[0] != '\0');
     assert(terminated(c->log_level, sizeof c->log_level));
     assert(strcmp(c->log_level, "error") == 0 || strcmp(c->log_level, "warn") == 0 ||
            strcmp(c->log_level, "info") == 0 || strcmp(c->log_level, "debug") == 0);
     /* Every argument is an option, each valued one followed by its value. */
+    bool join = false;
     for (int i = 1; i < argc; i++) {
         assert(strncmp(argv[i], "--", 2) == 0 && argv[i][2] != '\0');
+        if (bare_option(argv[i])) {
+            join = true;
+            continue;
+        }
         if (strchr(argv[i], '=') == NULL) {
             assert(i + 1 < argc);
             i++;
@@ -99,6 +119,12 @@ static void check_ok(const struct config *c, int argc, char *const argv[])
     }
 
     /* Flags win over the environment, which wins over the defaults. */
+    if (join)
+        assert(c->join == 1);
+    const char *peers = last_flag_value(argc, argv, "peers");
+    if (peers == NULL)
+        peers = env_values[2] ? env_values[2] : "";
+    assert(strcmp(c->peers, peers) == 0);
     const char *dir = last_flag_value(argc, argv, "working-dir");
     if (dir == NULL)
         dir = env_values[1] && env_values[1][0] ? env_values[1] : "./data";
@@ -106,8 +132,12 @@ static void check_ok(const struct config *c, int argc, char *const argv[])
     const char *bind = last_flag_value(argc, argv, "bind");
     assert(strcmp(c->bind, bind ? bind : "0.0.0.0") == 0);
     const char *port = last_flag_value(argc, argv, "port");
+    const char *addr = last_flag_value(argc, argv, "addr");
     if (port != NULL) {
         assert(c->port == strtoull(port, NULL, 10));
+    } else if (addr != NULL && addr[0]) { /* --addr alone: its port is the one to listen on */
+        assert(c->port == strtoull(strrchr(addr, ':') + 1, NULL, 10));
+        assert(strcmp(c->addr, addr) == 0);
     } else if (env_values[0] && env_values[0][0]) {
         assert(c->port == strtoull(strrchr(env_values[0], ':') + 1, NULL, 10));
     } else {

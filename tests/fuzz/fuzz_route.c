@@ -76,6 +76,16 @@ static enum http_endpoint model_endpoint(const uint8_t *p, size_t len)
         return EP_STATS;
     if (path_eq(p, len, "/metrics"))
         return EP_METRICS;
+    if (path_eq(p, len, "/raft"))
+        return EP_RAFT;
+    if (path_eq(p, len, "/cluster/info"))
+        return EP_CLUSTER_INFO;
+    if (path_eq(p, len, "/cluster/members"))
+        return EP_CLUSTER_MEMBERS;
+    if (len > 17 && memcmp(p, "/cluster/members/", 17) == 0)
+        return EP_CLUSTER_MEMBER; /* the address after it is checked by the handler */
+    if (path_eq(p, len, "/cluster/leader"))
+        return EP_CLUSTER_LEADER;
     return EP_NOT_FOUND;
 }
 
@@ -187,6 +197,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     else
         assert(allow != NULL && r.method_allowed == allow_lists(allow, m));
 
+    if (r.ep == EP_CLUSTER_MEMBER)
+        assert(r.member_at == 17 && r.member_at < len);
     if (r.ep == EP_KV) {
         assert(r.klen <= max_key);
         size_t off = len > 4 ? 4 : len;
