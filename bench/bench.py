@@ -271,8 +271,8 @@ def wrk_load(port, env, conns, is_done, bound_s):
 
 # ---------------------------------------------------------------- little-key-value
 
-def lkv_argv(data_dir, port, checkpoint_bytes):
-    return [LKV, "--bind", HOST, "--port", str(port), "--working-dir", data_dir,
+def lkv_argv(data_dir, port, checkpoint_bytes, binary=None):
+    return [binary or LKV, "--bind", HOST, "--port", str(port), "--working-dir", data_dir,
             "--checkpoint-bytes", checkpoint_bytes, "--log-level", "info"]
 
 
@@ -283,14 +283,15 @@ def lkv_stats(port):
     return json.loads(body)
 
 
-def lkv_start(data_dir, checkpoint_bytes=HUGE_CHECKPOINT, name="ours"):
-    """Starts the server and returns (server, port, seconds from spawn to the
-    first /health 200). Polls with a raw socket every half millisecond so the
-    time resolution is well under the times measured."""
+def lkv_start(data_dir, checkpoint_bytes=HUGE_CHECKPOINT, name="ours", binary=None):
+    """Starts the server (build/little-key-value, or binary) and returns
+    (server, port, seconds from spawn to the first /health 200). Polls with a
+    raw socket every half millisecond so the time resolution is well under
+    the times measured."""
     port = free_port()
     os.makedirs(data_dir, exist_ok=True)
     t0 = time.monotonic()
-    srv = Server(name, lkv_argv(data_dir, port, checkpoint_bytes),
+    srv = Server(name, lkv_argv(data_dir, port, checkpoint_bytes, binary),
                  os.path.join(os.path.dirname(data_dir), os.path.basename(data_dir) + ".log"),
                  ARGS.pidfile)
     deadline = t0 + 180
@@ -1037,12 +1038,18 @@ def main():
           f"{os.path.relpath(os.path.join(ARGS.out, stamp + '.json'), ROOT)}")
 
 
-if __name__ == "__main__":
+def run_main(fn, name, failures=()):
+    """fn(), with a one-line message and exit status 1 for a BenchError (or
+    any of failures), 130 for an interrupt."""
     try:
-        main()
-    except BenchError as e:
-        print(f"bench: {e}", file=sys.stderr)
+        fn()
+    except (BenchError, *failures) as e:
+        print(f"{name}: {e}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
-        print("bench: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    run_main(main, "bench")

@@ -30,7 +30,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (its helpers: Server, run_wrk, wrk_env, lkv_load ...)
-from bench import BenchError, HOST, Server, log, med  # noqa: E402
+from bench import BenchError, Server, log, med  # noqa: E402
 
 WORKLOADS = [("put", 1), ("put", 64), ("get", 64)]
 BUILDS = ["base", "new", "again"]
@@ -57,18 +57,6 @@ def remove_base(tmp):
                        check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def start(binary, data_dir, name):
-    """Starts one server on a free port; waits for /health. (server, port)"""
-    port = bench.free_port()
-    os.makedirs(data_dir)
-    argv = [binary, "--bind", HOST, "--port", str(port), "--working-dir", data_dir,
-            "--checkpoint-bytes", bench.HUGE_CHECKPOINT, "--log-level", "info"]
-    srv = Server(name, argv, data_dir + ".log", bench.ARGS.pidfile)
-    bench.wait_until(lambda: bench.http_call(port, "GET", "/health")[0] == 200,
-                     f"{name} /health", 120, srv)
-    return srv, port
-
-
 def one_round(r, bins, cfg, runs):
     """All three servers fresh and preloaded; then each workload on each of
     them back to back, in an order rotated by round and by workload, so that
@@ -76,7 +64,8 @@ def one_round(r, bins, cfg, runs):
     live = {}
     try:
         for b in BUILDS:
-            srv, port = start(bins[b], os.path.join(bench.ARGS.tmp, f"r{r}-{b}"), b)
+            srv, port, _ = bench.lkv_start(os.path.join(bench.ARGS.tmp, f"r{r}-{b}"),
+                                           name=b, binary=bins[b])
             live[b] = (srv, port)
             secs, done, got = bench.lkv_load(port, "g", cfg["preload"], 300)
             if not done:
@@ -104,7 +93,8 @@ def one_round(r, bins, cfg, runs):
 
 
 def ratio(a, b):
-    return None if a is None or not b else round(a / b, 3)
+    r = bench.ratio(a, b)
+    return None if r is None else round(r, 3)
 
 
 def summarize(runs):
@@ -195,14 +185,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except BenchError as e:
-        print(f"compare: {e}", file=sys.stderr)
-        sys.exit(1)
-    except subprocess.CalledProcessError as e:
-        print(f"compare: {e}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("compare: interrupted", file=sys.stderr)
-        sys.exit(130)
+    bench.run_main(main, "compare", (subprocess.CalledProcessError,))
