@@ -851,8 +851,7 @@ static void publish_view(struct loop *l)
     v->leader = st.leader;
     v->vote = st.vote;
     memcpy(&v->st, &st, offsetof(struct raft_status, peers) + st.n_peers * sizeof st.peers[0]);
-    if (!membership_same(&v->members, c))
-        membership_copy(&v->members, c);
+    membership_copy(&v->members, c);
     for (size_t i = 0; i < st.n_peers; i++)
         v->needs_snapshot[i] = st.peers[i].next < first;
     memcpy(v->recv_by_type, l->recv_by_type, sizeof v->recv_by_type);
