@@ -64,28 +64,32 @@ static bool path_eq(const uint8_t *p, size_t len, const char *lit)
     return strlen(lit) == len && memcmp(p, lit, len) == 0;
 }
 
+/* The endpoints named by exactly their path. */
+static const struct {
+    const char *path;
+    enum http_endpoint ep;
+} exact_paths[] = {
+    {"/kv", EP_KV},
+    {"/clear", EP_CLEAR},
+    {"/health", EP_HEALTH},
+    {"/stats", EP_STATS},
+    {"/metrics", EP_METRICS},
+    {"/raft", EP_RAFT},
+    {"/cluster/info", EP_CLUSTER_INFO},
+    {"/cluster/members", EP_CLUSTER_MEMBERS},
+    {"/cluster/leader", EP_CLUSTER_LEADER},
+};
+
 static enum http_endpoint model_endpoint(const uint8_t *p, size_t len)
 {
-    if (path_eq(p, len, "/kv") || (len >= 4 && memcmp(p, "/kv/", 4) == 0))
+    for (size_t i = 0; i < sizeof exact_paths / sizeof exact_paths[0]; i++) {
+        if (path_eq(p, len, exact_paths[i].path))
+            return exact_paths[i].ep;
+    }
+    if (len >= 4 && memcmp(p, "/kv/", 4) == 0)
         return EP_KV;
-    if (path_eq(p, len, "/clear"))
-        return EP_CLEAR;
-    if (path_eq(p, len, "/health"))
-        return EP_HEALTH;
-    if (path_eq(p, len, "/stats"))
-        return EP_STATS;
-    if (path_eq(p, len, "/metrics"))
-        return EP_METRICS;
-    if (path_eq(p, len, "/raft"))
-        return EP_RAFT;
-    if (path_eq(p, len, "/cluster/info"))
-        return EP_CLUSTER_INFO;
-    if (path_eq(p, len, "/cluster/members"))
-        return EP_CLUSTER_MEMBERS;
     if (len > 17 && memcmp(p, "/cluster/members/", 17) == 0)
         return EP_CLUSTER_MEMBER; /* the address after it is checked by the handler */
-    if (path_eq(p, len, "/cluster/leader"))
-        return EP_CLUSTER_LEADER;
     return EP_NOT_FOUND;
 }
 
